@@ -1,0 +1,77 @@
+"""edges_async: the asyncio-native Python SDK for the Edges runs API.
+
+>>> import edges_async as ea
+>>> async with ea.AsyncClient(plan="silver") as client:   # EDGES_API_KEY from the environment
+...     async for run in client.runs.list(status="RUNNING"):
+...         print(run.uid, run.status)
+"""
+
+from __future__ import annotations
+
+from ._backoff import Backoff as Backoff
+from ._client import AsyncClient as AsyncClient
+from ._exceptions import APIConnectionError as APIConnectionError
+from ._exceptions import APIResponseValidationError as APIResponseValidationError
+from ._exceptions import APIStatusError as APIStatusError
+from ._exceptions import APITimeoutError as APITimeoutError
+from ._exceptions import AuthenticationError as AuthenticationError
+from ._exceptions import BadRequestError as BadRequestError
+from ._exceptions import ClientClosedError as ClientClosedError
+from ._exceptions import ConfigurationError as ConfigurationError
+from ._exceptions import ConflictError as ConflictError
+from ._exceptions import EdgesError as EdgesError
+from ._exceptions import FailedDependencyError as FailedDependencyError
+from ._exceptions import InternalServerError as InternalServerError
+from ._exceptions import NotFoundError as NotFoundError
+from ._exceptions import PaginationError as PaginationError
+from ._exceptions import PaymentRequiredError as PaymentRequiredError
+from ._exceptions import PermissionDeniedError as PermissionDeniedError
+from ._exceptions import RateLimitError as RateLimitError
+from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
+from ._exceptions import WaitTimeoutError as WaitTimeoutError
+from ._limiter import PlanRateLimiter as PlanRateLimiter
+from ._limiter import RateLimiter as RateLimiter
+from ._models import TERMINAL_STATUSES as TERMINAL_STATUSES
+from ._models import ErrorBody as ErrorBody
+from ._models import ExecutionMode as ExecutionMode
+from ._models import Run as Run
+from ._models import RunCallbackInfo as RunCallbackInfo
+from ._models import RunError as RunError
+from ._models import RunStatus as RunStatus
+from ._plans import PlanTier as PlanTier
+from ._version import __version__ as __version__
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "APIConnectionError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AuthenticationError",
+    "Backoff",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "ConflictError",
+    "EdgesError",
+    "ErrorBody",
+    "ExecutionMode",
+    "FailedDependencyError",
+    "InternalServerError",
+    "NotFoundError",
+    "PaginationError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "PlanRateLimiter",
+    "PlanTier",
+    "RateLimitError",
+    "RateLimiter",
+    "Run",
+    "RunCallbackInfo",
+    "RunError",
+    "RunStatus",
+    "UnprocessableEntityError",
+    "WaitTimeoutError",
+    "__version__",
+]

@@ -1,0 +1,71 @@
+"""Checking arguments before any request, and the wire form of query parameters.
+
+API.md: array filters go on the wire as repeated keys (``?uid=a&uid=b``), as the
+documented examples show, though not confirmed for every route. This module is
+the one place that knows it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from collections.abc import Iterable
+
+__all__ = ["array_param", "check_int_range", "check_run_uid"]
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def check_run_uid(run_uid: str | uuid.UUID) -> str:
+    """A run uid in canonical form; anything but a UUID is a ``ValueError``."""
+    if isinstance(run_uid, uuid.UUID):
+        return str(run_uid)
+    if not isinstance(run_uid, str) or not _UUID.match(run_uid):
+        raise ValueError(f"run_uid must be a UUID like '3f2c...-...', got {run_uid!r}")
+    return run_uid.lower()
+
+
+def check_int_range(name: str, value: int, low: int, high: int | None = None) -> int:
+    """``value`` when it is an int within ``[low, high]``, else a ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def _wire_value(value: object) -> str:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def array_param(
+    name: str,
+    values: str | enum.Enum | uuid.UUID | Iterable[object] | None,
+    *,
+    max_items: int | None = None,
+) -> list[tuple[str, str]]:
+    """Query pairs for an array parameter given one value or several; ``None`` gives none.
+
+    An empty collection is refused: the API wants at least one value when a
+    filter is given, and an empty filter silently matching everything would
+    surprise.
+    """
+    if values is None:
+        return []
+    items = [values] if isinstance(values, (str, enum.Enum, uuid.UUID)) else list(values)
+    if not items:
+        raise ValueError(f"{name} must hold at least one value when given")
+    if max_items is not None and len(items) > max_items:
+        raise ValueError(f"{name} takes at most {max_items} values, got {len(items)}")
+    try:
+        return [(name, _wire_value(item)) for item in items]
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None

@@ -1,0 +1,126 @@
+"""``client.runs``: read, list, resume and cancel runs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import final
+
+from .._http import HTTPCore, QueryParams, parse_model, parse_models
+from .._models import ExecutionMode, Run, RunStatus
+from .._params import array_param, check_int_range, check_run_uid
+
+__all__ = ["Runs"]
+
+_MAX_SORT_FIELDS = 10
+_MAX_SORT_FIELD_LENGTH = 128
+_MAX_LIST_PAGE = 100
+
+UidFilter = str | uuid.UUID | Iterable[str | uuid.UUID] | None
+
+
+def _sort_params(sort: str | Iterable[str] | None) -> list[tuple[str, str]]:
+    pairs = array_param("sort", sort, max_items=_MAX_SORT_FIELDS)
+    for _, field in pairs:
+        name = field.removeprefix("-")
+        if not name or len(field) > _MAX_SORT_FIELD_LENGTH:
+            raise ValueError(
+                f"sort fields must be names of 1 to {_MAX_SORT_FIELD_LENGTH} characters, "
+                f"optionally prefixed with '-', got {field!r}"
+            )
+    return pairs
+
+
+@final
+class Runs:
+    """Runs of the workspace: ``client.runs``."""
+
+    __slots__ = ("_core",)
+
+    def __init__(self, core: HTTPCore) -> None:
+        self._core = core
+
+    async def get(self, run_uid: str | uuid.UUID) -> Run:
+        """The full run object.
+
+        >>> run = await client.runs.get("4c3a5f0e-9d1b-4a8e-8a52-6b1f0c2d7e11")
+        >>> run.status, run.output_count
+        """
+        path = f"/runs/{check_run_uid(run_uid)}"
+        return parse_model(Run, await self._core.get(path))
+
+    async def status(self, run_uid: str | uuid.UUID) -> Run:
+        """The run from the light ``/status`` endpoint: uid, status and timestamps only."""
+        path = f"/runs/{check_run_uid(run_uid)}/status"
+        return parse_model(Run, await self._core.get(path))
+
+    async def resume(self, run_uid: str | uuid.UUID) -> Run:
+        """Resume a BLOCKED run: its blocked inputs and the run go back to SCHEDULED."""
+        path = f"/runs/{check_run_uid(run_uid)}/resume"
+        return parse_model(Run, await self._core.post(path))
+
+    async def cancel(self, run_uid: str | uuid.UUID) -> Run:
+        """Cancel an async or scheduled run; no callbacks are sent after this."""
+        path = f"/runs/{check_run_uid(run_uid)}/cancel"
+        return parse_model(Run, await self._core.post(path))
+
+    def list(
+        self,
+        *,
+        status: RunStatus | str | Iterable[RunStatus | str] | None = None,
+        action_name: str | Iterable[str] | None = None,
+        execution_mode: ExecutionMode | str | Iterable[ExecutionMode | str] | None = None,
+        uid: UidFilter = None,
+        user_uid: UidFilter = None,
+        flow_run_id: str | Iterable[str] | None = None,
+        sort: str | Iterable[str] | None = None,
+        page_size: int = 100,
+        max_items: int | None = None,
+    ) -> AsyncIterator[Run]:
+        """Every run matching the filters, fetched page by page as you iterate.
+
+        Each filter takes one value or several (any of them matches). ``sort``
+        takes a field or up to 10, ``-`` first for descending (``"-created_at"``).
+        ``page_size`` (1..100) is the number of runs per request; ``max_items``
+        stops after that many runs. Arguments are checked here, before any
+        request: a bad one raises ``ValueError`` at once.
+
+        >>> async for run in client.runs.list(status=["RUNNING", "QUEUED"], sort="-created_at"):
+        ...     print(run.uid, run.status)
+        """
+        query: QueryParams = [
+            *array_param("status", status),
+            *array_param("action_name", action_name),
+            *array_param("execution_mode", execution_mode),
+            *array_param("uid", uid),
+            *array_param("user_uid", user_uid),
+            *array_param("flow_run_id", flow_run_id),
+            *_sort_params(sort),
+        ]
+        check_int_range("page_size", page_size, 1, _MAX_LIST_PAGE)
+        if max_items is not None:
+            check_int_range("max_items", max_items, 0)
+        return self._iterate_list(query, page_size, max_items)
+
+    async def _iterate_list(
+        self, query: QueryParams, page_size: int, max_items: int | None
+    ) -> AsyncIterator[Run]:
+        # Offset pagination over a list that may grow while we read it: a run
+        # inserted ahead of the offset shifts an already seen run into the next
+        # page, so runs are de-duplicated by uid within one iteration.
+        seen: set[str] = set()
+        offset = 0
+        while max_items is None or len(seen) < max_items:
+            limit = page_size if max_items is None else min(page_size, max_items - len(seen))
+            params: QueryParams = [*query, ("limit", limit), ("offset", offset)]
+            page = parse_models(Run, await self._core.get("/runs", params))
+            for run in page:
+                if run.uid in seen:
+                    continue
+                seen.add(run.uid)
+                yield run
+                if max_items is not None and len(seen) >= max_items:
+                    return
+            if len(page) < limit:
+                return
+            offset += len(page)
