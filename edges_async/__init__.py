@@ -32,12 +32,14 @@ from ._exceptions import WaitTimeoutError as WaitTimeoutError
 from ._limiter import PlanRateLimiter as PlanRateLimiter
 from ._limiter import RateLimiter as RateLimiter
 from ._models import TERMINAL_STATUSES as TERMINAL_STATUSES
+from ._models import Callback as Callback
 from ._models import ErrorBody as ErrorBody
 from ._models import ExecutionMode as ExecutionMode
 from ._models import Run as Run
 from ._models import RunCallbackInfo as RunCallbackInfo
-from ._models import RunError as RunError
+from ._models import RunErrorInfo as RunErrorInfo
 from ._models import RunStatus as RunStatus
+from ._pagination import OutputsPage as OutputsPage
 from ._plans import PlanTier as PlanTier
 from ._version import __version__ as __version__
 
@@ -51,6 +53,7 @@ __all__ = [
     "AuthenticationError",
     "Backoff",
     "BadRequestError",
+    "Callback",
     "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
@@ -60,6 +63,7 @@ __all__ = [
     "FailedDependencyError",
     "InternalServerError",
     "NotFoundError",
+    "OutputsPage",
     "PaginationError",
     "PaymentRequiredError",
     "PermissionDeniedError",
@@ -69,7 +73,7 @@ __all__ = [
     "RateLimiter",
     "Run",
     "RunCallbackInfo",
-    "RunError",
+    "RunErrorInfo",
     "RunStatus",
     "UnprocessableEntityError",
     "WaitTimeoutError",

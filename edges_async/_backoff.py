@@ -67,6 +67,7 @@ class Backoff:
         if value is None:
             return None
         value = value.strip()
+        seconds: float | None
         try:
             seconds = float(value)
         except ValueError:

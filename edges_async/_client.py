@@ -15,7 +15,7 @@ from ._exceptions import ClientClosedError, ConfigurationError
 from ._http import HTTPCore
 from ._limiter import PlanRateLimiter, RateLimiter
 from ._plans import PlanTier
-from .resources import Runs
+from .resources import Actions, Runs
 
 __all__ = ["AsyncClient"]
 
@@ -55,7 +55,7 @@ class AsyncClient:
         ConfigurationError: No API key, an unknown plan, or an unsafe base URL.
     """
 
-    __slots__ = ("_core", "_http", "_limiter", "_owns_http", "_plan", "_state", "runs")
+    __slots__ = ("_core", "_http", "_limiter", "_owns_http", "_plan", "_state", "actions", "runs")
 
     def __init__(
         self,
@@ -95,7 +95,9 @@ class AsyncClient:
         )
         self._state = _State.UNOPENED
         self.runs = Runs(self._core)
-        """Read, list, resume and cancel runs."""
+        """Read, list, resume and cancel runs, and read their outputs."""
+        self.actions = Actions(self._core)
+        """Launch runs of Edges actions."""
 
     @property
     def plan(self) -> PlanTier:

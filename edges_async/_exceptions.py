@@ -148,12 +148,14 @@ class RateLimitError(APIStatusError):
     @property
     def retry_after(self) -> str | None:
         """The raw ``Retry-After`` header of the refusal, if any."""
-        return self.response.headers.get("retry-after")
+        value: str | None = self.response.headers.get("retry-after")
+        return value
 
     @property
     def rate_limit_type(self) -> str | None:
         """Which limit fired, from ``X-RateLimit-Type`` (e.g. ``/v1/runs/outputs``)."""
-        return self.response.headers.get("x-ratelimit-type")
+        value: str | None = self.response.headers.get("x-ratelimit-type")
+        return value
 
 
 class InternalServerError(APIStatusError):

@@ -32,7 +32,14 @@ from ._limiter import RateLimiter
 from ._models import ErrorBody
 from ._version import __version__
 
-__all__ = ["HTTPCore", "QueryParams", "decode_json", "parse_model", "parse_models"]
+__all__ = [
+    "HTTPCore",
+    "QueryParams",
+    "decode_json",
+    "invalid_response",
+    "parse_model",
+    "parse_models",
+]
 
 logger = logging.getLogger("edges_async")
 
@@ -246,16 +253,20 @@ def decode_json(response: httpx.Response) -> Any:
     try:
         return json.loads(response.content)
     except ValueError as exc:
-        raise _invalid(
+        raise invalid_response(
             response, f"the body is not valid JSON ({_snippet(response)!r})", exc
         ) from None
 
 
-def _invalid(response: httpx.Response, what: str, exc: Exception) -> APIResponseValidationError:
+def invalid_response(
+    response: httpx.Response, what: str, exc: Exception | None = None
+) -> APIResponseValidationError:
+    """An ``APIResponseValidationError`` for a 2xx body that is not what was expected."""
     request = response.request
     response.request = _redacted(request)
     return APIResponseValidationError(
-        f"{response.status_code} from {request.method} {request.url}: {what}: {exc}",
+        f"{response.status_code} from {request.method} {request.url}: {what}"
+        + (f": {exc}" if exc is not None else ""),
         response=response,
     )
 
@@ -266,15 +277,15 @@ def parse_model(model: type[ModelT], response: httpx.Response) -> ModelT:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise _invalid(response, f"unexpected {model.__name__} shape", exc) from None
+        raise invalid_response(response, f"unexpected {model.__name__} shape", exc) from None
 
 
 def parse_models(model: type[ModelT], response: httpx.Response) -> list[ModelT]:
     """The response's JSON array as a list of ``model``, or ``APIResponseValidationError``."""
     data = decode_json(response)
     if not isinstance(data, list):
-        raise _invalid(response, "expected a JSON array", TypeError(type(data).__name__))
+        raise invalid_response(response, "expected a JSON array", TypeError(type(data).__name__))
     try:
         return [model.model_validate(item) for item in data]
     except pydantic.ValidationError as exc:
-        raise _invalid(response, f"unexpected {model.__name__} shape", exc) from None
+        raise invalid_response(response, f"unexpected {model.__name__} shape", exc) from None

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainValidator
+import httpx
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainValidator, field_validator
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "Callback",
     "ErrorBody",
     "ExecutionMode",
     "Run",
     "RunCallbackInfo",
-    "RunError",
+    "RunErrorInfo",
     "RunStatus",
 ]
 
@@ -91,7 +93,7 @@ class _WireModel(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-class RunError(_WireModel):
+class RunErrorInfo(_WireModel):
     """The ``last_error`` of a run: a label such as ``NO_RESULT``, a message and parameters."""
 
     label: str | None = None
@@ -122,7 +124,7 @@ class Run(_WireModel):
     scheduled_run_uid: str | None = None
     execution_mode: ExecutionModeValue = None
     retry_count: int | None = None
-    last_error: RunError | None = None
+    last_error: RunErrorInfo | None = None
     parameters: dict[str, Any] | None = None
     callback: RunCallbackInfo | None = None
     output_count: int | None = None
@@ -147,3 +149,28 @@ class ErrorBody(_WireModel):
     error_ref: str | None = None
     message: str | None = None
     status_code: int | None = None
+
+
+class Callback(BaseModel):
+    """Where Edges should POST a run's progress: an HTTPS ``url``, ``on`` "final" or "all".
+
+    ``headers`` are sent with every callback: put a shared secret there and check
+    it in your receiver, as Edges signs nothing.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    on: Literal["all", "final"] = "final"
+    headers: dict[str, str] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _https_only(cls, url: str) -> str:
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"not a URL: {exc}") from None
+        if parsed.scheme != "https" or not parsed.host:
+            raise ValueError(f"callback URLs must be absolute https:// URLs, got {url!r}")
+        return url

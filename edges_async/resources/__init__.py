@@ -1,7 +1,8 @@
-"""The API's resources, reached as attributes of ``AsyncClient`` (``client.runs``)."""
+"""The API's resources, reached as attributes of ``AsyncClient``: ``runs`` and ``actions``."""
 
 from __future__ import annotations
 
+from ._actions import Actions as Actions
 from ._runs import Runs as Runs
 
-__all__ = ["Runs"]
+__all__ = ["Actions", "Runs"]

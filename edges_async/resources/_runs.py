@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from typing import final
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from typing import Any, final
 
 from .._http import HTTPCore, QueryParams, parse_model, parse_models
 from .._models import ExecutionMode, Run, RunStatus
+from .._pagination import OutputsPage, iterate_output_pages
 from .._params import array_param, check_int_range, check_run_uid
 
 __all__ = ["Runs"]
@@ -15,6 +17,7 @@ __all__ = ["Runs"]
 _MAX_SORT_FIELDS = 10
 _MAX_SORT_FIELD_LENGTH = 128
 _MAX_LIST_PAGE = 100
+_MAX_OUTPUTS_PAGE = 500
 
 UidFilter = str | uuid.UUID | Iterable[str | uuid.UUID] | None
 
@@ -63,6 +66,50 @@ class Runs:
         """Cancel an async or scheduled run; no callbacks are sent after this."""
         path = f"/runs/{check_run_uid(run_uid)}/cancel"
         return parse_model(Run, await self._core.post(path))
+
+    def output_pages(
+        self, run_uid: str | uuid.UUID, *, page_size: int = 500, cursor: str | None = None
+    ) -> AsyncIterator[OutputsPage]:
+        """The run's outputs page by page, following ``X-Pagination-Next``.
+
+        ``page_size`` is 1..500. Pass a saved ``page.next_cursor`` as ``cursor``
+        to resume right after that page. Arguments are checked here, before any
+        request. The next-page link is followed only on the base URL's host
+        (else ``PaginationError``); outputs of a LIVE run are refused by the API.
+
+        >>> async for page in client.runs.output_pages(run_uid):
+        ...     save(page.items)
+        ...     checkpoint(page.next_cursor)
+        """
+        return self._pages(run_uid, page_size, cursor)
+
+    def _pages(
+        self, run_uid: str | uuid.UUID, page_size: int, cursor: str | None
+    ) -> AsyncGenerator[OutputsPage, None]:
+        uid = check_run_uid(run_uid)
+        check_int_range("page_size", page_size, 1, _MAX_OUTPUTS_PAGE)
+        if cursor is not None and (not isinstance(cursor, str) or not cursor):
+            raise ValueError(f"cursor must be a non-empty string, got {cursor!r}")
+        return iterate_output_pages(self._core, uid, page_size, cursor)
+
+    def outputs(
+        self, run_uid: str | uuid.UUID, *, page_size: int = 500, cursor: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every output of the run, one dict at a time, fetched page by page.
+
+        >>> async for output in client.runs.outputs(run_uid):
+        ...     print(output)
+        """
+        return self._iterate_outputs(self._pages(run_uid, page_size, cursor))
+
+    @staticmethod
+    async def _iterate_outputs(
+        pages: AsyncGenerator[OutputsPage, None],
+    ) -> AsyncIterator[dict[str, Any]]:
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                for item in page.items:
+                    yield item
 
     def list(
         self,

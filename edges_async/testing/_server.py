@@ -1,0 +1,114 @@
+"""Serving an ASGI app with uvicorn on a loopback port, inside the running event loop.
+
+The socket is bound before uvicorn starts, so ``port=0`` yields the port the
+OS chose and a busy port fails at once with ``OSError`` (uvicorn itself would
+``sys.exit``). Connections dropped on purpose by a ``drop`` fault are not
+logged as application errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+import anyio
+import uvicorn
+
+from ._faults import SimulatedDisconnect
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from starlette.types import ASGIApp
+
+__all__ = ["run_until_stopped", "serve_app"]
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that says when it has started."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = anyio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
+class _QuietDrops(logging.Filter):
+    """Hides uvicorn's traceback for connections a ``drop`` fault cut on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, SimulatedDisconnect)
+
+
+def _quiet_drops() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(existing, _QuietDrops) for existing in logger.filters):
+        logger.addFilter(_QuietDrops())
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _base_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/v1"
+
+
+def _server(app: ASGIApp) -> _Server:
+    config = uvicorn.Config(
+        app,
+        interface="asgi3",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    _quiet_drops()
+    return _Server(config)
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: ASGIApp, *, host: str, port: int) -> AsyncIterator[str]:
+    """Serve ``app`` while the block runs; yields the base URL (``http://host:port/v1``)."""
+    sock = _bind(host, port)
+    server = _server(app)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(server.serve, [sock])
+        try:
+            await server.ready.wait()
+            yield _base_url(sock)
+        finally:
+            server.should_exit = True
+
+
+async def run_until_stopped(
+    app: ASGIApp, *, host: str, port: int, on_ready: Callable[[str], None]
+) -> None:
+    """Serve ``app`` until uvicorn is told to stop (Ctrl-C); ``on_ready`` gets the base URL."""
+    sock = _bind(host, port)
+    server = _server(app)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(server.serve, [sock])
+        await server.ready.wait()
+        on_ready(_base_url(sock))

@@ -1,0 +1,275 @@
+"""``EdgesSimulator``: the Edges runs API as an ASGI app, and the handles tests hold it by.
+
+A request meets the fault rules first (:mod:`._faults`), then the API's routes
+(:mod:`._routes`); either way it ends in the request log (:mod:`._log`). Run
+state lives in :mod:`._world` and :mod:`._state` and is computed from the
+clock at request time.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import anyio
+
+from edges_async._plans import PlanTier
+
+from ._faults import (
+    PREMATCHED,
+    FaultSet,
+    SimulatorTransport,
+    fault_response,
+    send_drop,
+    send_malformed,
+)
+from ._log import RecordedRequest, merge_headers
+from ._rate_limits import WindowKind
+from ._routes import EdgesApi
+from ._server import serve_app
+from ._state import RunProfile, SimClock, utc_now
+from ._world import World
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
+    from datetime import datetime
+
+    import httpx
+    from starlette.types import Message, Receive, Scope, Send
+
+    from ._faults import Fault
+    from ._state import RunScript, SimulatedRun, Workspace
+
+__all__ = ["EdgesSimulator"]
+
+
+class EdgesSimulator:
+    """A faithful, in-memory Edges runs API: an ASGI app for tests, demos and benchmarks.
+
+    Status changes follow each run's timeline on the simulator's clock
+    (``anyio.current_time`` by default, so fake loop time drives it); rate
+    limits, faults and the request log are there to test clients against.
+    Use it in process with :meth:`transport` or on a real socket with
+    :meth:`serve`. All options are keyword-only:
+
+    - ``clock``: a callable giving seconds; ``start_time``: the wall time its
+      first reading maps to (default: now, UTC). The first reading is also
+      where the fixed rate-limit minutes start. Under looptime, seed runs in
+      the test rather than in a fixture: fixtures run before fake time starts.
+    - ``seed``: seeds uids, random lifecycles and outputs.
+    - ``window``: the rate-limit algorithm (:class:`WindowKind`).
+    - ``send_retry_after``: whether 429 answers carry ``Retry-After``.
+    - ``run_profile``: the knobs of random lifecycles (:class:`RunProfile`).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] | None = None,
+        start_time: datetime | None = None,
+        seed: int = 0,
+        window: WindowKind | str = WindowKind.SLIDING_MINUTE,
+        send_retry_after: bool = True,
+        run_profile: RunProfile | None = None,
+    ) -> None:
+        if start_time is not None and start_time.tzinfo is None:
+            raise ValueError("start_time must be an aware datetime")
+        start = start_time.astimezone(timezone.utc) if start_time is not None else utc_now()
+        self._clock = SimClock(clock if clock is not None else anyio.current_time, start)
+        profile = run_profile if run_profile is not None else RunProfile()
+        self._world = World(clock=self._clock, seed=seed, profile=profile)
+        self._api = EdgesApi(
+            self._world, window=WindowKind(window), send_retry_after=send_retry_after
+        )
+        self._requests: list[RecordedRequest] = []
+        self.faults = FaultSet()
+        """The fault rules: ``sim.faults.add(Fault(...))``, ``sim.faults.clear()``."""
+
+    # -- setting up ----------------------------------------------------------
+
+    def add_workspace(self, *, api_key: str, plan: PlanTier | str = PlanTier.TRIAL) -> Workspace:
+        """Create a workspace on ``plan`` whose first member authenticates with ``api_key``."""
+        return self._world.add_workspace(api_key, plan)
+
+    def add_api_key(self, workspace: Workspace, api_key: str) -> str:
+        """Add a member with its own API key to ``workspace``; returns the member's user uid."""
+        return self._world.add_api_key(workspace, api_key)
+
+    def script_runs(self, *scripts: RunScript, action: str | None = None) -> None:
+        """Queue lifecycles for the next async launches (of ``action`` only, if given), FIFO.
+
+        A launch takes the oldest script queued for its action, else the oldest
+        queued for any action, else gets a seeded random lifecycle.
+        """
+        self._world.queue_scripts(scripts, action)
+
+    def add_run(
+        self,
+        workspace: Workspace,
+        *,
+        action_name: str = "linkedin-extract-people",
+        script: RunScript | None = None,
+        execution_mode: str = "ASYNC",
+        inputs: Sequence[Mapping[str, Any]] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        callback: Mapping[str, Any] | None = None,
+        age: float | timedelta | None = None,
+    ) -> SimulatedRun:
+        """Seed a run directly, created now, or ``age`` (seconds or timedelta) ago.
+
+        Without ``script`` the run gets a seeded random lifecycle. A run older
+        than 90 days is archived: 404, and left out of lists.
+        """
+        if execution_mode not in ("ASYNC", "LIVE"):
+            raise ValueError("execution_mode must be 'ASYNC' or 'LIVE'")
+        seconds = age.total_seconds() if isinstance(age, timedelta) else float(age or 0.0)
+        input_count = len(inputs) if inputs is not None else 1
+        if script is None:
+            max_results = (parameters or {}).get("max_results")
+            capped = max_results if isinstance(max_results, int) else None
+            script = self._world.random_script(input_count, capped)
+        return self._world.create_run(
+            workspace,
+            user_uid=workspace.user_uid,
+            action_name=action_name,
+            execution_mode=execution_mode,
+            created=self._clock.now() - seconds,
+            script=script,
+            parameters=parameters,
+            callback=callback,
+            input_count=input_count,
+        )
+
+    # -- inspecting ----------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The request log, in the order the answers were given (clear it at will)."""
+        return self._requests
+
+    @property
+    def runs(self) -> list[SimulatedRun]:
+        """Every run, archived ones included, in creation order."""
+        return self._world.runs
+
+    @property
+    def workspaces(self) -> list[Workspace]:
+        """Every workspace, in creation order."""
+        return self._world.workspaces
+
+    def get_run(self, uid: str) -> SimulatedRun:
+        """The run with this uid (``KeyError`` if there is none)."""
+        run = self._world.run(uid.lower())
+        if run is None:
+            raise KeyError(uid)
+        return run
+
+    def cursor_for(self, run: SimulatedRun, index: int) -> str:
+        """The outputs cursor the API hands out for output ``index`` of ``run``.
+
+        For tests that start paging in the middle of a run, as a client
+        resuming after a crash would.
+        """
+        if index < 0:
+            raise ValueError("index cannot be negative")
+        return self._api.cursor_for(run, index)
+
+    # -- connecting ----------------------------------------------------------
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """An in-process httpx transport to this simulator, with network-like faults.
+
+        >>> client = httpx.AsyncClient(transport=sim.transport(), base_url="https://api.edges.run")
+        """
+        return SimulatorTransport(self, self.faults, on_refused=self._log_refused)
+
+    def serve(self, *, host: str = "127.0.0.1", port: int = 0) -> AbstractAsyncContextManager[str]:
+        """Serve the simulator with uvicorn in the running event loop while the block runs.
+
+        Yields the base URL, e.g. ``"http://127.0.0.1:54321/v1"``; ``port=0``
+        picks a free port. Leaving the block shuts the server down gracefully.
+        """
+        return serve_app(self, host=host, port=port)
+
+    # -- ASGI ----------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point: faults, then the routes."""
+        if scope["type"] != "http":
+            await self._api.app(scope, receive, send)
+            return
+        arrived = self._clock.now()
+        prematch = PREMATCHED.get()
+        method, path = scope["method"], scope["path"]
+        fault = prematch.fault if prematch is not None else self.faults.match(method, path)
+        status: int | None = None
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if fault is not None and fault.delay_seconds > 0:
+                await anyio.sleep(fault.delay_seconds)
+            if fault is None or not (
+                fault.answers or fault.malformed or fault.drop or fault.refuse
+            ):
+                await self._api.app(scope, receive, recording_send)
+            elif fault.answers:
+                answer = fault_response(fault, self._api.error_ref())
+                await answer(scope, receive, recording_send)
+            elif fault.malformed:
+                await send_malformed(recording_send)
+            else:
+                # drop, or refuse over a real socket: the server can only hang up.
+                await send_drop(send)
+        finally:
+            self._log(arrived, scope, status, fault)
+
+    def _log(self, arrived: float, scope: Scope, status: int | None, fault: Fault | None) -> None:
+        headers = merge_headers(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
+        )
+        query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        self._record(arrived, scope["method"], scope["path"], query, headers, status, fault)
+
+    def _log_refused(self, request: httpx.Request, fault: Fault) -> None:
+        headers = merge_headers(request.headers.multi_items())
+        query = list(request.url.params.multi_items())
+        now = self._clock.now()
+        self._record(now, request.method, request.url.path, query, headers, None, fault)
+
+    def _record(
+        self,
+        arrived: float,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        headers: dict[str, str],
+        status: int | None,
+        fault: Fault | None,
+    ) -> None:
+        workspace = self._world.workspace_for_key(headers.get("x-api-key", ""))
+        self._requests.append(
+            RecordedRequest(
+                time=arrived,
+                method=method,
+                path=path,
+                query=query,
+                headers=headers,
+                workspace_uid=workspace.uid if workspace is not None else None,
+                status_code=status,
+                fault=fault,
+            )
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"EdgesSimulator(window={self._api.window.value!r}, "
+            f"workspaces={len(self._world.workspaces)}, runs={len(self._world.runs)}, "
+            f"faults={len(self.faults)}, requests={len(self._requests)})"
+        )

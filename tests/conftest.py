@@ -1,0 +1,108 @@
+"""Shared fixtures: a client over httpx.MockTransport, and a clean environment."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import httpx
+import pytest
+
+import edges_async as ea
+from edges_async.testing import EdgesSimulator, Workspace
+
+API_KEY = "sk-test-0123456789abcdef"
+RUN_UID = "4c3a5f0e-9d1b-4a8e-8a52-6b1f0c2d7e11"
+SIM_START = datetime(2026, 11, 1, 9, 0, 0, tzinfo=timezone.utc)
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Unlimited:
+    """A limiter that never waits, so timing tests see only the retry waits."""
+
+    async def acquire(self, request: httpx.Request) -> None:
+        """Let every request go at once."""
+
+    def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
+        """Ignore all feedback."""
+
+
+class Recorder:
+    """A MockTransport handler that keeps every request and answers with a fixed response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(
+            self.response.status_code, headers=self.response.headers, content=self.response.content
+        )
+
+
+class ClientFactory(Protocol):
+    def __call__(self, handler: Handler, **kwargs: Any) -> ea.AsyncClient: ...
+
+
+@pytest.fixture(autouse=True)
+def _no_implicit_event_loop(request: pytest.FixtureRequest) -> None:
+    """Stop looptime from making (and leaking) an event loop for a synchronous test.
+
+    looptime asks the loop policy for the current loop before every test; with
+    none set, the policy makes one that nobody closes.
+    """
+    if not inspect.iscoroutinefunction(request.function):
+        asyncio.set_event_loop(None)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's own EDGES_* variables out of every test."""
+    for name in ("EDGES_API_KEY", "EDGES_PLAN", "EDGES_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def mock_client() -> AsyncIterator[ClientFactory]:
+    """Build clients whose requests a handler answers; all are closed after the test."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        def factory(handler: Handler, **kwargs: Any) -> ea.AsyncClient:
+            http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+            stack.push_async_callback(http.aclose)
+            kwargs.setdefault("api_key", API_KEY)
+            kwargs.setdefault("limiter", Unlimited())
+            kwargs.setdefault("backoff", ea.Backoff(jitter=0))
+            client = ea.AsyncClient(http_client=http, **kwargs)
+            stack.push_async_callback(client.aclose)
+            return client
+
+        yield factory
+
+
+@pytest.fixture
+def simulator() -> EdgesSimulator:
+    """A simulator starting on a fixed date, seeded."""
+    return EdgesSimulator(start_time=SIM_START, seed=1)
+
+
+@pytest.fixture
+def workspace(simulator: EdgesSimulator) -> Workspace:
+    """The simulator's Titanium workspace whose key is API_KEY."""
+    return simulator.add_workspace(api_key=API_KEY, plan="titanium")
+
+
+@pytest.fixture
+async def client(simulator: EdgesSimulator, workspace: Workspace) -> AsyncIterator[ea.AsyncClient]:
+    """A Titanium client talking to the simulator in-process."""
+    async with (
+        httpx.AsyncClient(transport=simulator.transport()) as http,
+        ea.AsyncClient(API_KEY, plan="titanium", http_client=http) as sdk_client,
+    ):
+        yield sdk_client

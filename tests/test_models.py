@@ -1,0 +1,171 @@
+"""Wire models: every documented shape parses, unknown values and fields are kept."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+import edges_async as ea
+
+from .conftest import RUN_UID
+
+FULL_RUN = {
+    "id": 1234,
+    "uid": RUN_UID,
+    "action_id": 7,
+    "action_name": "linkedin-extract-people",
+    "user_uid": "0b4bd5d4-6a5c-4f0e-9d83-111111111111",
+    "workspace_uid": "0b4bd5d4-6a5c-4f0e-9d83-222222222222",
+    "scheduled_run_uid": None,
+    "execution_mode": "ASYNC",
+    "status": "FAILED",
+    "retry_count": 1,
+    "last_error": {"label": "NO_RESULT", "message": "Nothing found", "params": {"url": "x"}},
+    "parameters": {"max_results": 10},
+    "callback": {"url": "https://hooks.example/edges"},
+    "output_count": 0,
+    "postponed_until": None,
+    "started_at": "2026-11-20T10:00:01Z",
+    "finished_at": "2026-11-20T10:00:09.5+00:00",
+    "synced_at": None,
+    "created_at": "2026-11-20T10:00:00Z",
+    "updated_at": "2026-11-20T10:00:09.5Z",
+    "flow_run_id": 99,
+}
+
+
+def test_full_run_shape() -> None:
+    """The full run object parses with typed fields, datetimes and nested models."""
+    run = ea.Run.model_validate(FULL_RUN)
+    assert run.status is ea.RunStatus.FAILED
+    assert run.execution_mode is ea.ExecutionMode.ASYNC
+    assert run.last_error is not None
+    assert run.last_error.label == "NO_RESULT"
+    assert run.callback is not None
+    assert run.callback.url == "https://hooks.example/edges"
+    assert run.created_at == datetime(2026, 11, 20, 10, 0, 0, tzinfo=timezone.utc)
+    assert run.is_terminal
+
+
+def test_unknown_fields_are_kept() -> None:
+    """Fields the SDK does not know survive parsing and dumping."""
+    run = ea.Run.model_validate(FULL_RUN)
+    assert run.model_extra == {"flow_run_id": 99}
+    assert run.model_dump()["flow_run_id"] == 99
+
+
+def test_status_shape() -> None:
+    """The light /status shape fills a Run with the fields it has."""
+    run = ea.Run.model_validate(
+        {
+            "id": 5,
+            "uid": RUN_UID,
+            "status": "RUNNING",
+            "postponed_until": None,
+            "started_at": "2026-11-20T10:00:01Z",
+            "finished_at": None,
+            "created_at": "2026-11-20T10:00:00Z",
+            "updated_at": "2026-11-20T10:00:01Z",
+        }
+    )
+    assert run.status is ea.RunStatus.RUNNING
+    assert run.action_name is None
+    assert not run.is_terminal
+
+
+def test_launch_response_shape() -> None:
+    """The launch response's run_id/run_uid fill id/uid."""
+    run = ea.Run.model_validate(
+        {
+            "run_id": 77,
+            "run_uid": RUN_UID,
+            "workspace_uid": "w",
+            "user_uid": "u",
+            "action_name": "linkedin-extract-people",
+            "status": "CREATED",
+            "postponed_until": None,
+            "created_at": "2026-11-20T10:00:00Z",
+            "updated_at": "2026-11-20T10:00:00Z",
+        }
+    )
+    assert (run.id, run.uid, run.status) == (77, RUN_UID, ea.RunStatus.CREATED)
+
+
+@pytest.mark.parametrize("value", ["pending", "ARCHIVING", "Weird Status"])
+def test_unknown_status_is_kept_as_string_and_not_terminal(value: str) -> None:
+    """A status the SDK does not know never raises and never ends waiting."""
+    run = ea.Run.model_validate({"uid": RUN_UID, "status": value})
+    assert run.status == value
+    assert not isinstance(run.status, ea.RunStatus)
+    assert not run.is_terminal
+
+
+def test_known_status_in_other_case_is_recognised() -> None:
+    """A documented status in lower case maps to its member."""
+    assert ea.Run.model_validate({"uid": RUN_UID, "status": "succeeded"}).is_terminal
+
+
+def test_null_status_and_unknown_mode() -> None:
+    """status may be null and execution_mode unknown."""
+    run = ea.Run.model_validate({"uid": RUN_UID, "status": None, "execution_mode": "SCHEDULE"})
+    assert run.status is None
+    assert run.execution_mode == "SCHEDULE"
+    assert not run.is_terminal
+
+
+def test_terminal_statuses() -> None:
+    """Exactly the six documented terminal statuses are terminal."""
+    assert (
+        frozenset({"SUCCEEDED", "PARTIAL_SUCCEEDED", "FAILED", "STOPPED", "BLOCKED", "INVALID"})
+        == ea.TERMINAL_STATUSES
+    )
+    assert isinstance(ea.TERMINAL_STATUSES, frozenset)
+    for status in ea.RunStatus:
+        assert status.is_terminal is (status in ea.TERMINAL_STATUSES)
+    assert not ea.RunStatus.RUNNING.is_terminal
+    assert str(ea.RunStatus.RUNNING) == "RUNNING"
+    assert ea.RunStatus.RUNNING == "RUNNING"
+
+
+def test_error_body() -> None:
+    """The Edges error body parses and keeps extra fields."""
+    body = ea.ErrorBody.model_validate(
+        {"error_label": "LK_404", "error_scope": "lk", "error_ref": "r", "message": "m", "x": 1}
+    )
+    assert body.error_label == "LK_404"
+    assert body.model_extra == {"x": 1}
+
+
+@pytest.mark.parametrize(
+    ("plan", "per_minute", "per_second", "live_per_minute", "live_per_second"),
+    [
+        (ea.PlanTier.TRIAL, 30, 0.5, 60, 1),
+        (ea.PlanTier.BRONZE, 60, 1, 120, 2),
+        (ea.PlanTier.SILVER, 150, 2.5, 600, 10),
+        (ea.PlanTier.GOLD, 150, 2.5, 600, 10),
+        (ea.PlanTier.PLATINUM, 300, 5, 1200, 20),
+        (ea.PlanTier.DIAMOND, 300, 5, 1200, 20),
+        (ea.PlanTier.TITANIUM, 600, 10, 1200, 40),
+    ],
+)
+def test_plan_table(
+    plan: ea.PlanTier,
+    per_minute: int,
+    per_second: float,
+    live_per_minute: int,
+    live_per_second: float,
+) -> None:
+    """Each tier carries the documented limits."""
+    assert plan.requests_per_minute == per_minute
+    assert plan.requests_per_second == per_second
+    assert plan.live_requests_per_minute == live_per_minute
+    assert plan.live_requests_per_second == live_per_second
+
+
+def test_plan_lookup_is_case_insensitive() -> None:
+    """PlanTier accepts names in any case and refuses unknown ones."""
+    assert ea.PlanTier("Titanium") is ea.PlanTier.TITANIUM
+    assert ea.PlanTier(" diamond ") is ea.PlanTier.DIAMOND
+    with pytest.raises(ValueError, match="plutonium"):
+        ea.PlanTier("plutonium")

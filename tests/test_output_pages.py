@@ -1,0 +1,121 @@
+"""Following X-Pagination-Next: where the SDK goes, where it refuses to go, and when it stops."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+import edges_async as ea
+
+from .conftest import API_KEY, RUN_UID, ClientFactory
+
+OUTPUTS = f"https://api.edges.run/v1/runs/{RUN_UID}/outputs"
+
+
+def pages_handler(pages: dict[str | None, tuple[list[dict[str, int]], str | None]]):  # type: ignore[no-untyped-def]
+    """Serve pages keyed by cursor; each names the next URL it links to."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        items, next_url = pages[request.url.params.get("cursor")]
+        headers = {"X-Pagination-Next": next_url} if next_url else {}
+        return httpx.Response(200, json=items, headers=headers)
+
+    return handler, seen
+
+
+async def test_follows_next_until_header_absent(mock_client: ClientFactory) -> None:
+    """Pages are followed by their full next URL, an empty middle page included."""
+    handler, seen = pages_handler(
+        {
+            None: ([{"i": 0}, {"i": 1}], f"{OUTPUTS}?limit=2&cursor=c1"),
+            "c1": ([], f"{OUTPUTS}?limit=2&cursor=c2"),
+            "c2": ([{"i": 2}], None),
+        }
+    )
+    client = mock_client(handler)
+    pages = [page async for page in client.runs.output_pages(RUN_UID, page_size=2)]
+    assert [page.items for page in pages] == [[{"i": 0}, {"i": 1}], [], [{"i": 2}]]
+    assert [page.next_cursor for page in pages] == ["c1", "c2", None]
+    assert pages[-1].is_last
+    assert seen[0].url.params["limit"] == "2"
+    assert all(request.headers["x-api-key"] == API_KEY for request in seen)
+    items = [item async for item in client.runs.outputs(RUN_UID, page_size=2)]
+    assert items == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+
+async def test_cursor_resumes_after_saved_page(mock_client: ClientFactory) -> None:
+    """cursor= starts right after the page that gave it."""
+    handler, seen = pages_handler(
+        {None: ([{"i": 0}], f"{OUTPUTS}?cursor=c1"), "c1": ([{"i": 1}], None)}
+    )
+    client = mock_client(handler)
+    items = [item async for item in client.runs.outputs(RUN_UID, cursor="c1")]
+    assert items == [{"i": 1}]
+    assert seen[0].url.params["cursor"] == "c1"
+
+
+async def test_next_link_to_another_host_is_refused(mock_client: ClientFactory) -> None:
+    """The page is delivered, then moving on raises PaginationError; the key is not sent."""
+    handler, seen = pages_handler({None: ([{"i": 0}], "https://evil.example/v1/outputs?cursor=c1")})
+    client = mock_client(handler)
+    outputs = client.runs.outputs(RUN_UID)
+    assert await anext(outputs) == {"i": 0}
+    with pytest.raises(ea.PaginationError, match=r"evil\.example"):
+        await anext(outputs)
+    assert [request.url.host for request in seen] == ["api.edges.run"]
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    ["http://api.edges.run/v1/runs/x/outputs?cursor=c1", "https://api.edges.run:8443/v1/x"],
+)
+async def test_next_link_with_other_scheme_or_port_is_refused(
+    mock_client: ClientFactory, next_url: str
+) -> None:
+    """Same host but another scheme or port is another origin."""
+    handler, _ = pages_handler({None: ([{"i": 0}], next_url)})
+    client = mock_client(handler)
+    with pytest.raises(ea.PaginationError):
+        [page async for page in client.runs.output_pages(RUN_UID)]
+
+
+async def test_repeating_next_link_is_an_error_not_a_loop(mock_client: ClientFactory) -> None:
+    """A next link seen before raises PaginationError instead of looping forever."""
+    handler, seen = pages_handler(
+        {
+            None: ([{"i": 0}], f"{OUTPUTS}?cursor=c1"),
+            "c1": ([{"i": 1}], f"{OUTPUTS}?cursor=c2"),
+            "c2": ([{"i": 2}], f"{OUTPUTS}?cursor=c1"),
+        }
+    )
+    client = mock_client(handler)
+    with pytest.raises(ea.PaginationError, match="same next page"):
+        [page async for page in client.runs.output_pages(RUN_UID)]
+    assert len(seen) == 3
+
+
+async def test_non_array_body_is_a_validation_error(mock_client: ClientFactory) -> None:
+    """A page that is not a JSON array of objects raises APIResponseValidationError."""
+    client = mock_client(lambda request: httpx.Response(200, json={"data": []}))
+    with pytest.raises(ea.APIResponseValidationError):
+        [page async for page in client.runs.output_pages(RUN_UID)]
+
+
+@pytest.mark.parametrize(
+    ("run_uid", "kwargs"),
+    [
+        ("nope", {}),
+        (RUN_UID, {"page_size": 0}),
+        (RUN_UID, {"page_size": 501}),
+        (RUN_UID, {"cursor": ""}),
+    ],
+)
+def test_bad_arguments_raise_at_call_time(run_uid: str, kwargs: dict[str, object]) -> None:
+    """A malformed uid, page size out of 1..500 or an empty cursor fail before any request."""
+    client = ea.AsyncClient(API_KEY)
+    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+        client.runs.output_pages(run_uid, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):  # noqa: PT011
+        client.runs.outputs(run_uid, **kwargs)  # type: ignore[arg-type]
