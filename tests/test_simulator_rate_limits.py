@@ -229,3 +229,12 @@ async def test_the_plan_sets_the_limit(plan: PlanTier) -> None:
         responses = await burst(client, f"/v1/runs/{uid}/status", plan.requests_per_minute + 1)
     statuses = [r.status_code for r in responses]
     assert statuses == [200] * plan.requests_per_minute + [429]
+
+
+async def test_unlimited_window_accepts_every_request() -> None:
+    """WindowKind.UNLIMITED accepts a burst far past the plan and still reports Remaining."""
+    sim, _, uid = setup(WindowKind.UNLIMITED)
+    async with connect(sim) as client:
+        answers = await burst(client, f"/v1/runs/{uid}", 200)
+    assert {r.status_code for r in answers} == {200}
+    assert {r.headers["X-RateLimit-Remaining"] for r in answers} == {"30"}

@@ -81,3 +81,19 @@ def test_command_line_serves_until_ctrl_c() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_listening_socket_is_tcp_so_asyncio_turns_nagle_off() -> None:
+    """The bound socket says it is TCP, so accepted connections get TCP_NODELAY.
+
+    Without it every loopback response waited ~40 ms on Nagle and delayed ACKs.
+    """
+    import socket
+
+    from edges_async.testing._server import _bind
+
+    sock = _bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()

@@ -16,6 +16,7 @@ client must stay under the limit with any of them:
   plan's rate passes; a burst beyond one second's worth is refused. (The
   real per-second algorithm is undocumented; this is the strictest reading
   of "max requests per second" that still lets a steady client through.)
+- ``UNLIMITED``: no limit at all, for measuring everything but rate limiting.
 
 Refused requests consume no budget.
 """
@@ -50,6 +51,9 @@ class WindowKind(str, enum.Enum):
 
     PER_SECOND = "per_second"
     """The sliding minute, plus a one-second token bucket at the per-second rate."""
+
+    UNLIMITED = "unlimited"
+    """No limit: every request is accepted (not how Edges behaves; for benchmarks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +168,22 @@ class _PerSecond:
         return f"<per second: {self._tokens:.2f}/{self._capacity:g} tokens, {self._minute!r}>"
 
 
-_Budget = _FixedMinute | _SlidingMinute | _PerSecond
+class _Unlimited:
+    """Accepts everything; reports the plan's minute figure as remaining."""
+
+    __slots__ = ("_per_minute",)
+
+    def __init__(self, per_minute: int) -> None:
+        self._per_minute = per_minute
+
+    def acquire(self, elapsed: float) -> Decision:
+        return Decision(accepted=True, remaining=self._per_minute, retry_after=0.0, limit="")
+
+    def __repr__(self) -> str:
+        return "_Unlimited()"
+
+
+_Budget = _FixedMinute | _SlidingMinute | _PerSecond | _Unlimited
 
 
 class RateLimits:
@@ -193,6 +212,8 @@ class RateLimits:
             return _FixedMinute(per_minute)
         if self.window is WindowKind.SLIDING_MINUTE:
             return _SlidingMinute(per_minute)
+        if self.window is WindowKind.UNLIMITED:
+            return _Unlimited(per_minute)
         return _PerSecond(per_minute, per_second)
 
     def __repr__(self) -> str:
