@@ -20,9 +20,12 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
-@nox.session(python=["3.10", "3.11", "3.12", "3.13"])
+# 3.10 is supported but not in this list: looptime, which fakes time for the
+# suite, needs 3.11 from version 0.9 on, and 0.7 (the last for 3.10) freezes on
+# sleeps that end between two of its microsecond ticks.
+@nox.session(python=["3.11", "3.12", "3.13"])
 def compat(session: nox.Session) -> None:
-    """Run the test suite on every supported Python (those installed here)."""
+    """Run the test suite on every Python the fake-time tooling supports (3.11+)."""
     session.install("-e", ".[dev]")
     session.run("pytest", "-q", *session.posargs)
 

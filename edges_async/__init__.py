@@ -29,8 +29,9 @@ from ._exceptions import PermissionDeniedError as PermissionDeniedError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
 from ._exceptions import WaitTimeoutError as WaitTimeoutError
-from ._limiter import PlanRateLimiter as PlanRateLimiter
+from ._limiter import LimiterStatistics as LimiterStatistics
 from ._limiter import RateLimiter as RateLimiter
+from ._limiter import WorkspaceRateLimiter as WorkspaceRateLimiter
 from ._models import TERMINAL_STATUSES as TERMINAL_STATUSES
 from ._models import Callback as Callback
 from ._models import ErrorBody as ErrorBody
@@ -62,12 +63,12 @@ __all__ = [
     "ExecutionMode",
     "FailedDependencyError",
     "InternalServerError",
+    "LimiterStatistics",
     "NotFoundError",
     "OutputsPage",
     "PaginationError",
     "PaymentRequiredError",
     "PermissionDeniedError",
-    "PlanRateLimiter",
     "PlanTier",
     "RateLimitError",
     "RateLimiter",
@@ -77,5 +78,6 @@ __all__ = [
     "RunStatus",
     "UnprocessableEntityError",
     "WaitTimeoutError",
+    "WorkspaceRateLimiter",
     "__version__",
 ]

@@ -13,7 +13,7 @@ from ._backoff import Backoff
 from ._config import resolve_api_key, resolve_base_url, resolve_plan, resolve_timeout
 from ._exceptions import ClientClosedError, ConfigurationError
 from ._http import HTTPCore
-from ._limiter import PlanRateLimiter, RateLimiter
+from ._limiter import RateLimiter, WorkspaceRateLimiter, workspace_id
 from ._plans import PlanTier
 from .resources import Actions, Runs
 
@@ -49,7 +49,8 @@ class AsyncClient:
         backoff: How long to wait between retries (see ``Backoff``).
         http_client: An ``httpx.AsyncClient`` to send with (e.g. one with an
             ``ASGITransport``); it is never closed by this client.
-        limiter: A ``RateLimiter``; by default one sized from ``plan``.
+        limiter: A ``RateLimiter``; by default a ``WorkspaceRateLimiter`` sized
+            from ``plan`` and shared by every client of the same workspace.
 
     Raises:
         ConfigurationError: No API key, an unknown plan, or an unsafe base URL.
@@ -79,7 +80,11 @@ class AsyncClient:
             raise ConfigurationError(
                 f"limiter must have acquire() and feedback() methods, got {limiter!r}."
             )
-        self._limiter: RateLimiter = limiter if limiter is not None else PlanRateLimiter(self._plan)
+        self._limiter: RateLimiter = (
+            limiter
+            if limiter is not None
+            else WorkspaceRateLimiter(self._plan, workspace=workspace_id(key.reveal(), str(url)))
+        )
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=resolved_timeout, limits=_POOL_LIMITS, follow_redirects=False
@@ -111,7 +116,10 @@ class AsyncClient:
 
     @property
     def limiter(self) -> RateLimiter:
-        """The rate limiter every request of this client waits on."""
+        """The rate limiter every request of this client waits on.
+
+        The default one tells how it is doing: ``client.limiter.statistics()``.
+        """
         return self._limiter
 
     @property

@@ -1,16 +1,62 @@
-"""Client-side rate limiting: the protocol every limiter follows, and the plan-sized default."""
+"""Client-side rate limiting: the protocol, and the default per-workspace limiter.
+
+Edges limits every ``/v1/runs`` route with one budget per workspace, and the
+per-second caps equal the per-minute rate / 60: the budget can only be spent as
+an even stream, as any burst trips the per-second cap. So each route group of a
+workspace gets a :class:`~edges_async._pacer.Pacer` letting one request through
+every ``60 / (headroom * per_minute)`` seconds, FIFO, never in bursts.
+
+Every ``AsyncClient`` of one workspace (same API key and base URL) in one event
+loop shares those pacers: two clients never spend the budget twice. The
+registry is keyed by a digest of the key, never the key itself.
+
+Feedback makes it adaptive:
+
+- a 429 pauses the whole group (every task, not just the one refused) for
+  ``Retry-After``, or 60 s when absent (the longest any minute window needs to
+  reset), and steps the rate down by a quarter; accepted requests then bring it
+  back a little at a time;
+- ``X-RateLimit-Remaining`` below what our own traffic explains means someone
+  else spends the workspace's budget (another process, another worker): the
+  rate shrinks to leave them their share, before any 429.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import hashlib
+import logging
 import re
-from typing import Protocol, runtime_checkable
+import weakref
+from dataclasses import dataclass
+from typing import Protocol, final, runtime_checkable
 
+import anyio
 import httpx
-from aiolimiter import AsyncLimiter
 
+from ._pacer import Pacer
 from ._plans import PlanTier
 
-__all__ = ["PlanRateLimiter", "RateLimiter", "route_group"]
+__all__ = [
+    "LimiterStatistics",
+    "RateLimiter",
+    "WorkspaceRateLimiter",
+    "route_group",
+    "workspace_id",
+]
+
+logger = logging.getLogger("edges_async")
+
+_WINDOW = 60.0
+_DEFAULT_PAUSE = 60.0
+_MAX_PAUSE = 120.0
+_STEP_DOWN = 0.75
+_MIN_FACTOR = 0.25
+_RECOVERY_PER_SUCCESS = 0.02
+# Requests by which the server's count may differ from ours (requests in
+# flight, clocks): below this, a low Remaining is not foreign traffic.
+_FOREIGN_TOLERANCE = 2
 
 
 @runtime_checkable
@@ -31,6 +77,24 @@ class RateLimiter(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class LimiterStatistics:
+    """A snapshot of a workspace limiter, for all clients sharing it."""
+
+    requests_sent: int
+    """Requests let through, retries included."""
+    time_waited: float
+    """Seconds callers spent waiting for their turn, summed over callers."""
+    rate_limited: int
+    """429 responses seen."""
+    current_rate: float
+    """Requests per minute the ``/v1/runs`` routes are paced at now."""
+    nominal_rate: float
+    """Requests per minute the plan allows on the ``/v1/runs`` routes."""
+    paused_until: float | None
+    """Loop time until which the ``/v1/runs`` routes are paused after a 429, if they are."""
+
+
 _LIVE_PATH = re.compile(r"/actions/[^/]+/run/live/?$")
 _RUNS_PATH = re.compile(r"/runs(/|$)")
 
@@ -45,42 +109,218 @@ def route_group(url: httpx.URL) -> str:
     return "other"
 
 
-class PlanRateLimiter:
-    """Spaces requests evenly at a share of the plan's documented rate, one budget per route group.
+def workspace_id(api_key: str, base_url: str) -> str:
+    """A stable identifier of a workspace that does not reveal its key."""
+    digest = hashlib.blake2b(f"{base_url}\0{api_key}".encode(), digest_size=12)
+    return digest.hexdigest()
 
-    The per-second caps equal the per-minute rate / 60, so the only safe shape
-    is an even stream: each group lets one request through every
-    ``60 / (headroom * per_minute)`` seconds and never bursts.
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "").strip()
+    try:
+        return min(max(float(value), 0.0), _MAX_PAUSE)
+    except ValueError:
+        return None  # absent, or an HTTP date: the safe full-window pause applies
+
+
+class _RouteBudget:
+    """One route group's pacing for one workspace, adapted by the answers it gets."""
+
+    __slots__ = ("_factor", "_headroom", "_own", "_pacer", "_per_minute", "_share", "rate_limited")
+
+    def __init__(self, per_minute: float, per_second: float, headroom: float) -> None:
+        # The even stream must respect both caps: whichever is tighter.
+        self._per_minute = min(per_minute, per_second * 60)
+        self._headroom = headroom
+        self._factor = 1.0  # steps down on 429s, recovers on successes
+        self._share = 1.0  # shrinks while others spend the same budget
+        self._own: collections.deque[float] = collections.deque()
+        self._pacer = Pacer(self._interval())
+        self.rate_limited = 0
+
+    def _interval(self) -> float:
+        return _WINDOW / self.current_rate
+
+    @property
+    def current_rate(self) -> float:
+        """Requests per minute allowed now."""
+        return self._per_minute * self._headroom * min(self._factor, self._share)
+
+    @property
+    def nominal_rate(self) -> float:
+        """Requests per minute the plan allows this group."""
+        return self._per_minute
+
+    @property
+    def pacer(self) -> Pacer:
+        """The pacer callers wait on."""
+        return self._pacer
+
+    async def acquire(self) -> None:
+        await self._pacer.wait()
+        now = anyio.current_time()
+        self._own.append(now)
+        self._forget_before(now - _WINDOW)
+
+    def _forget_before(self, moment: float) -> None:
+        while self._own and self._own[0] < moment:
+            self._own.popleft()
+
+    def feedback(self, response: httpx.Response) -> None:
+        now = anyio.current_time()
+        if response.status_code == 429:
+            self._on_refusal(response, now)
+        elif response.is_success:
+            self._factor = min(1.0, self._factor + _RECOVERY_PER_SUCCESS)
+        remaining = response.headers.get("x-ratelimit-remaining")
+        if remaining is not None and response.status_code != 429:
+            self._on_remaining(remaining, now)
+        self._pacer.interval = self._interval()
+
+    def _on_refusal(self, response: httpx.Response, now: float) -> None:
+        self.rate_limited += 1
+        already_paused = self._pacer.paused_until > now
+        pause = _retry_after_seconds(response)
+        self._pacer.pause_until(now + (pause if pause is not None else _DEFAULT_PAUSE))
+        if not already_paused:  # the requests in flight with this one say nothing new
+            self._factor = max(_MIN_FACTOR, self._factor * _STEP_DOWN)
+        logger.warning(
+            "Rate limited (%s): pausing the workspace's %s for %.1f s, pacing at %.1f/min",
+            response.headers.get("x-ratelimit-type", "429"),
+            response.request.url.path,
+            self._pacer.paused_until - now,
+            self.current_rate,
+        )
+
+    def _on_remaining(self, header: str, now: float) -> None:
+        try:
+            remaining = int(header)
+        except ValueError:
+            return
+        self._forget_before(now - _WINDOW)
+        explained = self._per_minute - len(self._own)
+        foreign = explained - remaining
+        if foreign > _FOREIGN_TOLERANCE:
+            self._share = max(_MIN_FACTOR, (self._per_minute - foreign) / self._per_minute)
+        else:
+            self._share = 1.0
+
+
+@final
+class _WorkspaceBudgets:
+    """The budgets of one workspace in one event loop, shared by its clients."""
+
+    __slots__ = ("__weakref__", "groups", "plan")
+
+    def __init__(self, plan: PlanTier, headroom: float) -> None:
+        self.plan = plan
+        runs = (plan.requests_per_minute, plan.requests_per_second)
+        live = (plan.live_requests_per_minute, plan.live_requests_per_second)
+        self.groups = {
+            "runs": _RouteBudget(*runs, headroom),
+            "live": _RouteBudget(*live, headroom),
+            # Launches and anything else: undocumented; the runs figures are a
+            # cautious guess that keeps them from starving the runs budget.
+            "other": _RouteBudget(*runs, headroom),
+        }
+
+
+# One registry per event loop: pacers sleep on their loop and cannot be shared
+# across loops. Entries live as long as some limiter holds them.
+_registry: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakValueDictionary[str, _WorkspaceBudgets]
+] = weakref.WeakKeyDictionary()
+
+
+def _shared_budgets(workspace: str, plan: PlanTier, headroom: float) -> _WorkspaceBudgets:
+    loop = asyncio.get_running_loop()
+    per_loop = _registry.setdefault(loop, weakref.WeakValueDictionary())
+    budgets = per_loop.get(workspace)
+    if budgets is None:
+        budgets = per_loop[workspace] = _WorkspaceBudgets(plan, headroom)
+    elif budgets.plan is not plan:
+        logger.warning(
+            "Clients of one workspace disagree on its plan (%s, %s): keeping %s",
+            budgets.plan.value,
+            plan.value,
+            budgets.plan.value,
+        )
+    return budgets
+
+
+@final
+class WorkspaceRateLimiter:
+    """The default limiter: spends a workspace's plan budget evenly, shared by its clients.
+
+    Every limiter created with the same ``workspace`` shares one budget per
+    route group within an event loop (``AsyncClient`` passes a digest of its API
+    key and base URL). ``headroom`` is the share of the plan's rate used: the
+    rest absorbs network jitter. The budget is created on first use, inside
+    the running loop.
+
+    >>> limiter = WorkspaceRateLimiter(PlanTier.SILVER, workspace="team-a")
+    >>> async with AsyncClient(key, plan="silver", limiter=limiter) as client: ...
+    >>> limiter.statistics().requests_sent
     """
 
-    __slots__ = ("_headroom", "_limiters", "_plan")
+    __slots__ = ("_budgets", "_headroom", "_loop", "_plan", "_workspace")
 
-    def __init__(self, plan: PlanTier, *, headroom: float = 0.95) -> None:
+    def __init__(self, plan: PlanTier | str, *, workspace: str, headroom: float = 0.95) -> None:
         if not 0 < headroom <= 1:
             raise ValueError(f"headroom must be in (0, 1], got {headroom!r}")
-        self._plan = plan
+        self._plan = PlanTier(plan)
+        self._workspace = workspace
         self._headroom = headroom
-        # Built on first use, inside the running loop: aiolimiter binds to a loop.
-        self._limiters: dict[str, AsyncLimiter] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._budgets: _WorkspaceBudgets | None = None
 
-    def _per_minute(self, group: str) -> float:
-        if group == "live":
-            return self._plan.live_requests_per_minute
-        # Anything that is neither a runs route nor a live action (launches...)
-        # is undocumented: the runs budget is a cautious guess.
-        return self._plan.requests_per_minute
+    @property
+    def plan(self) -> PlanTier:
+        """The plan the budget is sized from."""
+        return self._plan
+
+    @property
+    def headroom(self) -> float:
+        """The share of the plan's rate this limiter aims to use."""
+        return self._headroom
+
+    def _current(self) -> _WorkspaceBudgets:
+        loop = asyncio.get_running_loop()
+        if self._budgets is None or self._loop is not loop:
+            self._budgets = _shared_budgets(self._workspace, self._plan, self._headroom)
+            self._loop = loop
+        return self._budgets
 
     async def acquire(self, request: httpx.Request) -> None:
-        """Wait for the next slot of the request's route group."""
-        group = route_group(request.url)
-        limiter = self._limiters.get(group)
-        if limiter is None:
-            interval = 60.0 / (self._headroom * self._per_minute(group))
-            limiter = self._limiters[group] = AsyncLimiter(1, interval)
-        await limiter.acquire()
+        """Wait for the request's route group to have room for it."""
+        await self._current().groups[route_group(request.url)].acquire()
 
     def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
-        """Nothing to learn yet: this limiter keeps a fixed pace."""
+        """Adapt to a response: pause and slow down on 429, make room for others' traffic."""
+        if response is not None:
+            self._current().groups[route_group(request.url)].feedback(response)
+
+    def statistics(self) -> LimiterStatistics:
+        """A snapshot of the workspace's budgets (all clients sharing them)."""
+        if self._budgets is None:
+            runs_nominal = float(self._plan.requests_per_minute)
+            return LimiterStatistics(0, 0.0, 0, runs_nominal * self._headroom, runs_nominal, None)
+        groups = self._budgets.groups.values()
+        runs = self._budgets.groups["runs"]
+        paused = runs.pacer.paused_until
+        return LimiterStatistics(
+            requests_sent=sum(group.pacer.granted for group in groups),
+            time_waited=sum(group.pacer.waited for group in groups),
+            rate_limited=sum(group.rate_limited for group in groups),
+            current_rate=runs.current_rate,
+            nominal_rate=runs.nominal_rate,
+            paused_until=paused if self._loop is not None and paused > self._loop.time() else None,
+        )
 
     def __repr__(self) -> str:
-        return f"<PlanRateLimiter plan={self._plan.value} headroom={self._headroom}>"
+        stats = self.statistics()
+        return (
+            f"<WorkspaceRateLimiter plan={self._plan.value} headroom={self._headroom} "
+            f"rate={stats.current_rate:.1f}/min sent={stats.requests_sent} "
+            f"429s={stats.rate_limited}>"
+        )
