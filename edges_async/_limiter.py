@@ -14,8 +14,11 @@ Feedback makes it adaptive:
 
 - a 429 pauses the whole group (every task, not just the one refused) for
   ``Retry-After``, or 60 s when absent (the longest any minute window needs to
-  reset), and steps the rate down by a quarter; accepted requests then bring it
-  back a little at a time;
+  reset), and steps the rate down by a quarter. Accepted requests bring it
+  back quickly to 90 % of the rate that was refused, then slowly (5 % of the
+  plan per minute without a 429): where the refusals come from a limit the
+  plan's figures do not show (network jitter against a per-second cap), they
+  become rare probes instead of a stream;
 - ``X-RateLimit-Remaining`` below what our own traffic explains means someone
   else spends the workspace's budget (another process, another worker): the
   rate shrinks to leave them their share, before any 429.
@@ -54,6 +57,8 @@ _MAX_PAUSE = 120.0
 _STEP_DOWN = 0.75
 _MIN_FACTOR = 0.25
 _RECOVERY_PER_SUCCESS = 0.02
+_SAFE_SHARE_OF_REFUSED = 0.9
+_PROBE_PER_SECOND = 0.05 / 60
 # Requests by which the server's count may differ from ours (requests in
 # flight, clocks): below this, a low Remaining is not foreign traffic.
 _FOREIGN_TOLERANCE = 2
@@ -126,13 +131,25 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
 class _RouteBudget:
     """One route group's pacing for one workspace, adapted by the answers it gets."""
 
-    __slots__ = ("_factor", "_headroom", "_own", "_pacer", "_per_minute", "_share", "rate_limited")
+    __slots__ = (
+        "_factor",
+        "_headroom",
+        "_last_success",
+        "_own",
+        "_pacer",
+        "_per_minute",
+        "_refused_at",
+        "_share",
+        "rate_limited",
+    )
 
     def __init__(self, per_minute: float, per_second: float, headroom: float) -> None:
         # The even stream must respect both caps: whichever is tighter.
         self._per_minute = min(per_minute, per_second * 60)
         self._headroom = headroom
         self._factor = 1.0  # steps down on 429s, recovers on successes
+        self._refused_at = 1.0  # the factor of the latest 429
+        self._last_success: float | None = None
         self._share = 1.0  # shrinks while others spend the same budget
         self._own: collections.deque[float] = collections.deque()
         self._pacer = Pacer(self._interval())
@@ -171,11 +188,20 @@ class _RouteBudget:
         if response.status_code == 429:
             self._on_refusal(response, now)
         elif response.is_success:
-            self._factor = min(1.0, self._factor + _RECOVERY_PER_SUCCESS)
+            self._recover(now)
         remaining = response.headers.get("x-ratelimit-remaining")
         if remaining is not None and response.status_code != 429:
             self._on_remaining(remaining, now)
         self._pacer.interval = self._interval()
+
+    def _recover(self, now: float) -> None:
+        safe = _SAFE_SHARE_OF_REFUSED * self._refused_at
+        if self._factor < safe:
+            self._factor = min(safe, self._factor + _RECOVERY_PER_SUCCESS)
+        elif self._last_success is not None:
+            probe = _PROBE_PER_SECOND * (now - self._last_success)
+            self._factor = min(1.0, self._factor + probe)
+        self._last_success = now
 
     def _on_refusal(self, response: httpx.Response, now: float) -> None:
         self.rate_limited += 1
@@ -183,6 +209,7 @@ class _RouteBudget:
         pause = _retry_after_seconds(response)
         self._pacer.pause_until(now + (pause if pause is not None else _DEFAULT_PAUSE))
         if not already_paused:  # the requests in flight with this one say nothing new
+            self._refused_at = self._factor
             self._factor = max(_MIN_FACTOR, self._factor * _STEP_DOWN)
         logger.warning(
             "Rate limited (%s): pausing the workspace's %s for %.1f s, pacing at %.1f/min",
