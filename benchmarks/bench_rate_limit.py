@@ -27,6 +27,8 @@ import argparse
 import concurrent.futures
 import logging
 import random
+import sys
+import textwrap
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -110,9 +112,9 @@ CLIENTS: dict[str, str] = {
 class JitteredTransport(httpx.AsyncBaseTransport):
     """Delays each request, then each response, by a random one-way delay in [0, jitter] s.
 
-    The two directions draw from independent seeded generators, so a cell
-    sees the same delays whatever the client does between them. The sleeps
-    are on the event loop, so fake time applies.
+    The two directions draw from independent seeded generators: the n-th
+    request and the n-th response of a row get the same delays whichever
+    client sends them. The sleeps are on the event loop, so fake time applies.
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport, jitter: float, seed: int) -> None:
@@ -135,7 +137,7 @@ class JitteredTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-# -- one cell --------------------------------------------------------------------
+# -- one cell ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,31 @@ class Outcome:
         return self.refused == 0 and self.fraction >= TARGET_FRACTION
 
 
+def best_clean_fraction(plan: ea.PlanTier, window: WindowKind, jitter_ms: int) -> float | None:
+    """The most of the plan any client can use without a single 429, where jitter caps it.
+
+    Only the ``PER_SECOND`` window caps it, on plans of at most one request per
+    second: the simulator's bucket then holds a single token, so two accepted
+    requests must *arrive* ``1 / rps`` apart, while each arrives an unseen
+    delay in [0, jitter] after it was sent. A client sure never to be refused
+    sends each request ``1 / rps`` after the latest moment the previous one
+    can have arrived: ``min(sent + jitter, response received)``, which with
+    uniform delays is on average ``5/6 * jitter`` after it was sent. ``None``
+    where nothing but the plan's rate caps a client.
+    """
+    rps = plan.requests_per_second
+    if window is not WindowKind.PER_SECOND or rps > 1 or jitter_ms == 0:
+        return None
+    interval = 1 / rps
+    return interval / (interval + 5 / 6 * jitter_ms / 1000)
+
+
+def infeasible(cell: Cell) -> bool:
+    """Whether no client at all can meet both targets in ``cell``'s row."""
+    best = best_clean_fraction(cell.plan, cell.window, cell.jitter_ms)
+    return best is not None and best < TARGET_FRACTION
+
+
 async def saturate(cell: Cell) -> Outcome:
     """Run ``cell.tasks`` pollers on one client until the measured span ends; read the log."""
     started = time.perf_counter()
@@ -198,6 +225,7 @@ async def saturate(cell: Cell) -> Outcome:
     gave_up = 0
 
     async def poll(client: ea.AsyncClient) -> None:
+        """One status request, retried by the client; count it if it runs out of retries."""
         nonlocal gave_up
         try:
             await client.runs.status(run.uid)
@@ -205,6 +233,7 @@ async def saturate(cell: Cell) -> Outcome:
             gave_up += 1
 
     async def poll_forever(client: ea.AsyncClient) -> None:
+        """Poll until cancelled at the end of the measured span."""
         while True:
             await poll(client)
 
@@ -246,7 +275,7 @@ def measure(cell: Cell) -> Outcome:
     return run_in_fake_time(lambda: saturate(cell))
 
 
-# -- the table -------------------------------------------------------------------
+# -- the table -----------------------------------------------------------------
 
 
 def cell_text(outcome: Outcome) -> str:
@@ -261,8 +290,10 @@ def table_line(lead: str, entries: Sequence[str], widths: Sequence[int]) -> str:
 
 
 def where(cell: Cell) -> str:
-    """A cell's row, in words."""
-    return f"{cell.plan.value} {cell.window.value} {cell.jitter_ms} ms"
+    """A cell's row, in words; ``*`` when no client can meet both targets there."""
+    return f"{cell.plan.value} {cell.window.value} {cell.jitter_ms} ms" + (
+        "*" if infeasible(cell) else ""
+    )
 
 
 def print_report(
@@ -284,7 +315,7 @@ def print_report(
     )
     titles = [CLIENTS[name] for name in clients]
     widths = [max(len("0.000 000000 FAIL"), len(title)) for title in titles]
-    lead = f"{'plan':<9} {'window':<15} {'jitter':>6}"
+    lead = f"{'plan':<9} {'window':<15} {'jitter':>8}"
     print(table_line(" " * len(lead), titles, widths))
     print(table_line(lead, [f"{'used':>6} {'429s':>6}"] * len(clients), widths))
     print("-" * (len(lead) + sum(w + 3 for w in widths)))
@@ -292,24 +323,49 @@ def print_report(
         if index and rows[index - 1][0] is not plan:
             print()
         entries = [outcomes[cell_for(plan, window, jitter_ms, name, args)] for name in clients]
-        row_lead = f"{plan.value:<9} {window.value:<15} {jitter_ms:>3} ms"
+        mark = "*" if infeasible(entries[0].cell) else " "
+        row_lead = f"{plan.value:<9} {window.value:<15} {jitter_ms:>4} ms{mark}"
         print(table_line(row_lead, [cell_text(o) for o in entries], widths))
+    bounds = {
+        (plan, jitter_ms): best_clean_fraction(plan, window, jitter_ms)
+        for plan, window, jitter_ms in rows
+        if infeasible(cell_for(plan, window, jitter_ms, clients[0], args))
+    }
+    if bounds:
+        note = (
+            "* no client can meet both targets: with the per_second window these plans' "
+            "bucket holds one token, so accepted requests must arrive 1/rps apart, and a "
+            "client that is never refused must leave room for the unseen network delay; "
+            "the best such client uses at most "
+            + ", ".join(f"{b:.2f} ({p.value}, {j} ms)" for (p, j), b in bounds.items())
+            + " of the plan."
+        )
+        print("\n" + textwrap.fill(note, width=100, subsequent_indent="  "))
     print()
     for name, title in zip(clients, titles, strict=True):
         mine = [o for o in outcomes.values() if o.cell.client == name]
         worst = min(mine, key=lambda o: o.fraction)
         misses = [o for o in mine if not o.passed]
+        in_starred = sum(infeasible(o.cell) for o in misses)
         gave_up = sum(o.gave_up for o in mine)
+        indent = " " * 27
         print(
-            f"{title + ':':<26} {len(mine) - len(misses)}/{len(mine)} cells meet both targets; "
-            f"worst used {worst.fraction:.3f} ({where(worst.cell)}); "
-            f"{sum(o.refused for o in mine)} 429s "
-            f"({sum(o.refused_in_warmup for o in mine)} in warm-ups)"
-            + (f"; {gave_up} requests gave up" if gave_up else "")
+            f"{title + ':':<26} {len(mine) - len(misses)}/{len(mine)} cells meet both targets"
+            + (
+                f" ({in_starred} of the {len(misses)} misses in * rows)"
+                if bounds and misses
+                else ""
+            )
+        )
+        print(
+            f"{indent}worst used {worst.fraction:.3f} ({where(worst.cell)}); "
+            f"{sum(o.refused for o in mine)} 429s, {sum(o.refused_in_warmup for o in mine)} "
+            "of them in warm-ups"
+            + (f"; {gave_up} requests ran out of retries" if gave_up else "")
             + f"; {sum(o.real_seconds for o in mine):.0f} s real"
         )
-        if 0 < len(misses) <= 6:
-            print(f"{'':<26} missed: " + ", ".join(where(o.cell) for o in misses))
+        if 0 < len(misses) <= 6 and len(misses) < len(mine):
+            print(f"{indent}missed: " + ", ".join(where(o.cell) for o in misses))
 
 
 def cell_for(
@@ -319,21 +375,32 @@ def cell_for(
     return Cell(plan, window, jitter_ms, client, args.tasks, args.warmup * 60, args.minutes * 60)
 
 
-# -- running it ------------------------------------------------------------------
+# -- running it ----------------------------------------------------------------
 
 
 def run_cells(cells: Sequence[Cell], jobs: int) -> Iterator[Outcome]:
     """Measure every cell, in this process or spread over ``jobs`` worker processes."""
     if jobs <= 1:
-        for cell in cells:
-            yield measure(cell)
+        outcomes: Iterator[Outcome] = map(measure, cells)
+        for done, outcome in enumerate(outcomes, 1):
+            show_progress(done, len(cells))
+            yield outcome
         return
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(measure, cells)
+        for done, outcome in enumerate(pool.map(measure, cells), 1):
+            show_progress(done, len(cells))
+            yield outcome
 
 
-def choices(parse: Callable[[str], T], allowed: Sequence[T]) -> Callable[[str], list[T]]:
-    """An argparse type: a comma-separated subset of ``allowed``, kept in the given order."""
+def show_progress(done: int, total: int) -> None:
+    """Count the cells measured so far on the terminal (not when stderr is redirected)."""
+    if sys.stderr.isatty():
+        end = "\n" if done == total else ""
+        print(f"\r{done}/{total} cells measured", end=end, file=sys.stderr, flush=True)
+
+
+def subset(parse: Callable[[str], T], allowed: Sequence[T] | None) -> Callable[[str], list[T]]:
+    """An argparse type: comma-separated values (among ``allowed``, if given), in order."""
 
     def convert(text: str) -> list[T]:
         values = []
@@ -341,8 +408,8 @@ def choices(parse: Callable[[str], T], allowed: Sequence[T]) -> Callable[[str], 
             try:
                 value = parse(item.strip())
             except ValueError:
-                value = None
-            if value is None or value not in allowed:
+                raise argparse.ArgumentTypeError(f"{item.strip()!r} is not valid") from None
+            if allowed is not None and value not in allowed:
                 raise argparse.ArgumentTypeError(f"{item.strip()!r} is not one of {allowed}")
             values.append(value)
         return values
@@ -350,38 +417,45 @@ def choices(parse: Callable[[str], T], allowed: Sequence[T]) -> Callable[[str], 
     return convert
 
 
+def milliseconds(text: str) -> int:
+    """A jitter in whole milliseconds, zero or more."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def main() -> None:
     """Parse the command line, measure every cell and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     plans = list(ea.PlanTier)
     parser.add_argument(
-        "--plans",
-        type=choices(ea.PlanTier, plans),
-        default=plans,
-        help="comma-separated plans (default: all 7)",
+        "--plans", type=subset(ea.PlanTier, plans), default=plans, help="default: all 7"
     )
     parser.add_argument(
         "--windows",
-        type=choices(WindowKind, WINDOWS),
+        type=subset(WindowKind, WINDOWS),
         default=list(WINDOWS),
-        help="comma-separated window kinds: fixed_minute, sliding_minute, per_second",
+        help="among " + ", ".join(w.value for w in WINDOWS),
     )
     parser.add_argument(
         "--jitters",
-        type=choices(int, JITTERS_MS),
+        type=subset(milliseconds, None),
         default=list(JITTERS_MS),
-        help="comma-separated network jitters in ms, among 0, 50, 500",
+        help="network delay jitters in ms (default: 0,50,500)",
     )
     parser.add_argument(
         "--clients",
-        type=choices(str, list(CLIENTS)),
+        type=subset(str, list(CLIENTS)),
         default=list(CLIENTS),
-        help="comma-separated clients: " + ", ".join(CLIENTS),
+        help="among " + ", ".join(CLIENTS),
     )
     parser.add_argument("--minutes", type=float, default=10.0, help="measured fake minutes")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured fake minutes first")
     parser.add_argument("--tasks", type=int, default=100, help="concurrent pollers per client")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (results identical)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="worker processes (the table is the same)"
+    )
     args = parser.parse_args()
     if args.minutes <= 0 or args.warmup < 0 or args.tasks < 1:
         parser.error("--minutes must be > 0, --warmup >= 0 and --tasks >= 1")
