@@ -18,7 +18,7 @@ the machine's speed, and the same arguments give the same table.
 
     python benchmarks/bench_rate_limit.py [--plans trial,titanium] [--windows per_second]
         [--jitters 0,50,500] [--clients edges_async,aiolimiter,no-limiter]
-        [--minutes 10] [--warmup 1] [--tasks 100] [--jobs 1]
+        [--minutes 10] [--warmup 1] [--tasks 100] [--jobs <cores>]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import logging
+import os
 import random
 import sys
 import textwrap
@@ -454,7 +455,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured fake minutes first")
     parser.add_argument("--tasks", type=int, default=100, help="concurrent pollers per client")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="worker processes (the table is the same)"
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per core; the table is the same)",
     )
     args = parser.parse_args()
     if args.minutes <= 0 or args.warmup < 0 or args.tasks < 1:
