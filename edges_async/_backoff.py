@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "retry_after_seconds"]
 
 
 def _utc_now() -> datetime:
@@ -58,35 +58,46 @@ class Backoff:
         return exponential + self.rng.uniform(0.0, _seconds(self.jitter))
 
     def retry_after(self, response: httpx.Response) -> float | None:
-        """The wait ``response``'s ``Retry-After`` asks for, capped; ``None`` if unusable.
+        """The wait ``response``'s ``Retry-After`` asks for, capped; ``None`` if unusable."""
+        seconds = retry_after_seconds(response, wall_clock=self.wall_clock)
+        return None if seconds is None else min(seconds, _seconds(self.max_retry_after))
 
-        An HTTP date is measured against the response's own ``Date`` header when it
-        has one, so a skewed local clock does not matter; else against ``wall_clock``.
-        """
-        value = response.headers.get("retry-after")
-        if value is None:
-            return None
-        value = value.strip()
-        seconds: float | None
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = self._seconds_until(value, response.headers.get("date"))
-        if seconds is None or not math.isfinite(seconds):
-            return None
-        return min(max(seconds, 0.0), _seconds(self.max_retry_after))
 
-    def _seconds_until(self, http_date: str, date_header: str | None) -> float | None:
-        try:
-            when = email.utils.parsedate_to_datetime(http_date)
-        except (TypeError, ValueError):
-            return None
-        reference = self.wall_clock()
-        if date_header is not None:
-            with contextlib.suppress(TypeError, ValueError):
-                reference = email.utils.parsedate_to_datetime(date_header)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        if reference.tzinfo is None:
-            reference = reference.replace(tzinfo=timezone.utc)
-        return (when - reference).total_seconds()
+def retry_after_seconds(
+    response: httpx.Response, *, wall_clock: Callable[[], datetime] = _utc_now
+) -> float | None:
+    """Seconds ``response``'s ``Retry-After`` asks to wait (>= 0); ``None`` if absent or unreadable.
+
+    An HTTP date is measured against the response's own ``Date`` header when it
+    has one, so a skewed local clock does not matter; else against ``wall_clock``.
+    """
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    seconds: float | None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = _seconds_until(value, response.headers.get("date"), wall_clock)
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def _seconds_until(
+    http_date: str, date_header: str | None, wall_clock: Callable[[], datetime]
+) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return None
+    reference = wall_clock()
+    if date_header is not None:
+        with contextlib.suppress(TypeError, ValueError):
+            reference = email.utils.parsedate_to_datetime(date_header)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    if reference.tzinfo is None:
+        reference = reference.replace(tzinfo=timezone.utc)
+    return (when - reference).total_seconds()

@@ -38,6 +38,7 @@ from typing import Protocol, final, runtime_checkable
 import anyio
 import httpx
 
+from ._backoff import retry_after_seconds
 from ._pacer import Pacer
 from ._plans import PlanTier
 
@@ -120,14 +121,6 @@ def workspace_id(api_key: str, base_url: str) -> str:
     return digest.hexdigest()
 
 
-def _retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "").strip()
-    try:
-        return min(max(float(value), 0.0), _MAX_PAUSE)
-    except ValueError:
-        return None  # absent, or an HTTP date: the safe full-window pause applies
-
-
 class _RouteBudget:
     """One route group's pacing for one workspace, adapted by the answers it gets."""
 
@@ -206,8 +199,9 @@ class _RouteBudget:
     def _on_refusal(self, response: httpx.Response, now: float) -> None:
         self.rate_limited += 1
         already_paused = self._pacer.paused_until > now
-        pause = _retry_after_seconds(response)
-        self._pacer.pause_until(now + (pause if pause is not None else _DEFAULT_PAUSE))
+        pause = retry_after_seconds(response)
+        pause = _DEFAULT_PAUSE if pause is None else min(pause, _MAX_PAUSE)
+        self._pacer.pause_until(now + pause)
         if not already_paused:  # the requests in flight with this one say nothing new
             self._refused_at = self._factor
             self._factor = max(_MIN_FACTOR, self._factor * _STEP_DOWN)

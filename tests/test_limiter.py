@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import email.utils
 import math
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 
 import anyio
 import httpx
@@ -260,6 +262,25 @@ async def test_a_429_pauses_every_task_of_the_workspace(simulator: EdgesSimulato
     after = [r for r in simulator.requests if r.time >= refusal.time + 20]
     assert len(after) > 100
     assert stats.rate_limited == 1
+
+
+async def test_a_429_with_an_http_date_retry_after_pauses_until_then(
+    simulator: EdgesSimulator,
+) -> None:
+    """Retry-After as an HTTP date (judged against the response's Date) pauses the workspace."""
+    workspace = simulator.add_workspace(api_key=API_KEY, plan="titanium")
+    run = simulator.add_run(workspace, script=DONE)
+    server_now = datetime(2030, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    headers = {
+        "Date": email.utils.format_datetime(server_now, usegmt=True),
+        "Retry-After": email.utils.format_datetime(server_now + timedelta(seconds=25), usegmt=True),
+    }
+    simulator.faults.add(Fault(path=r"/status$", status=429, headers=headers, times=1))
+    async with sdk_client(simulator, plan="titanium") as client:
+        await saturate(client, run.uid, tasks=5, seconds=40)
+    [refusal] = [r for r in simulator.requests if r.status_code == 429]
+    assert [r for r in simulator.requests if refusal.time < r.time < refusal.time + 25] == []
+    assert [r for r in simulator.requests if refusal.time + 25 <= r.time < refusal.time + 26]
 
 
 async def test_a_429_without_retry_after_pauses_a_full_window(simulator: EdgesSimulator) -> None:
