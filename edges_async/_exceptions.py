@@ -64,6 +64,10 @@ __all__ = [
 class EdgesError(Exception):
     """The root of every error edges_async raises on purpose."""
 
+    resume_cursor: str | None = None
+    """Set when the error interrupted a run's outputs: pass it as ``cursor=`` to go on
+    right after the last page delivered (``None`` there means: from the start)."""
+
 
 class ConfigurationError(EdgesError, ValueError):
     """The client cannot be built as configured (no API key, a bad base URL or plan)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import httpx
 
 from ._config import same_origin
-from ._exceptions import PaginationError
+from ._exceptions import EdgesError, PaginationError
 from ._http import HTTPCore, QueryParams, decode_json, invalid_response
 
 __all__ = ["OutputsPage", "iterate_output_pages"]
@@ -43,8 +45,56 @@ def _next_url(response: httpx.Response) -> httpx.URL | None:
     return response.request.url.join(header.strip())
 
 
+class _Pages:
+    """Fetches pages one after another, judging each next link before following it."""
+
+    __slots__ = ("_core", "_followed", "_params", "_url")
+
+    def __init__(self, core: HTTPCore, run_uid: str, page_size: int, cursor: str | None) -> None:
+        self._core = core
+        self._url: httpx.URL | None = core.url(f"/runs/{run_uid}/outputs")
+        self._params: QueryParams | None = [("limit", page_size)]
+        if cursor is not None:
+            self._params = [("limit", page_size), ("cursor", cursor)]
+        self._followed: set[str] = set()
+
+    async def next(self) -> tuple[OutputsPage, PaginationError | None] | None:
+        """The next page and the error that moving past it will raise; ``None`` at the end."""
+        if self._url is None:
+            return None
+        response = await self._core.get(self._url, self._params)
+        items = decode_json(response)
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise invalid_response(response, "expected a JSON array of output objects")
+        next_url = _next_url(response)
+        page = OutputsPage(
+            items=items,
+            next_cursor=next_url.params.get("cursor") if next_url else None,
+            next_url=str(next_url) if next_url else None,
+        )
+        self._url, self._params = next_url, None
+        return page, self._judge(next_url, response.request.url)
+
+    def _judge(self, next_url: httpx.URL | None, this_url: httpx.URL) -> PaginationError | None:
+        if next_url is None:
+            return None
+        base = self._core.base_url
+        self._url = None  # until judged safe
+        if not same_origin(next_url, base):
+            return PaginationError(
+                f"The next page is on {next_url.scheme}://{next_url.host}, not on the base "
+                f"URL's origin {base.scheme}://{base.host}: refusing to send the API key there."
+            )
+        key = str(next_url)
+        if key in self._followed or next_url == this_url:
+            return PaginationError(f"The API sent the same next page twice ({key}): stopping.")
+        self._followed.add(key)
+        self._url = next_url
+        return None
+
+
 async def iterate_output_pages(
-    core: HTTPCore, run_uid: str, page_size: int, cursor: str | None
+    core: HTTPCore, run_uid: str, page_size: int, cursor: str | None, read_ahead: int = 0
 ) -> AsyncGenerator[OutputsPage, None]:
     """Yield pages from the first (or after ``cursor``) until ``X-Pagination-Next`` is absent.
 
@@ -52,34 +102,62 @@ async def iterate_output_pages(
     A page is yielded before its next link is judged, so its items can be kept
     and its cursor saved; moving on then raises ``PaginationError`` if the link
     leaves the base URL's origin (the key is never sent there) or was seen
-    before (the server is looping).
+    before (the server is looping). With ``read_ahead`` > 0, up to that many
+    pages are fetched while the caller works on the current one.
     """
-    url: httpx.URL = core.url(f"/runs/{run_uid}/outputs")
-    params: QueryParams | None = [("limit", page_size)]
-    if cursor is not None:
-        params = [("limit", page_size), ("cursor", cursor)]
-    followed: set[str] = set()
-    while True:
-        response = await core.get(url, params)
-        items = decode_json(response)
-        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-            raise invalid_response(response, "expected a JSON array of output objects")
-        next_url = _next_url(response)
-        yield OutputsPage(
-            items=items,
-            next_cursor=next_url.params.get("cursor") if next_url else None,
-            next_url=str(next_url) if next_url else None,
-        )
-        if next_url is None:
+    pages = _Pages(core, run_uid, page_size, cursor)
+    resume = cursor
+    try:
+        if read_ahead <= 0:
+            while (fetched := await pages.next()) is not None:
+                page, problem = fetched
+                resume = page.next_cursor
+                yield page
+                if problem is not None:
+                    raise problem
+        else:
+            async for page in _read_ahead(pages, read_ahead):
+                resume = page.next_cursor
+                yield page
+    except EdgesError as exc:
+        exc.resume_cursor = resume
+        raise
+
+
+_END = object()
+
+
+async def _read_ahead(pages: _Pages, depth: int) -> AsyncGenerator[OutputsPage, None]:
+    """Pages from a producer task that stays at most ``depth`` pages ahead of the caller.
+
+    The task belongs to this generator: it is cancelled and awaited when the
+    generator finishes, fails or is closed, so no request outlives the loop
+    over the pages. Its failures reach the caller in order, after the pages
+    fetched before them.
+    """
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=depth)
+
+    async def produce() -> None:
+        try:
+            while (fetched := await pages.next()) is not None:
+                page, problem = fetched
+                await queue.put(page)
+                if problem is not None:
+                    await queue.put(problem)
+                    return
+        except Exception as exc:  # handed to the caller, in order
+            await queue.put(exc)
             return
-        if not same_origin(next_url, core.base_url):
-            raise PaginationError(
-                f"The next page is on {next_url.scheme}://{next_url.host}, not on the base "
-                f"URL's origin {core.base_url.scheme}://{core.base_url.host}: refusing to "
-                "send the API key there."
-            )
-        key = str(next_url)
-        if key in followed or next_url == response.request.url:
-            raise PaginationError(f"The API sent the same next page twice ({key}): stopping.")
-        followed.add(key)
-        url, params = next_url, None
+        await queue.put(_END)
+
+    producer = asyncio.get_running_loop().create_task(produce())
+    try:
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, OutputsPage)
+            yield item
+    finally:
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer

@@ -18,6 +18,7 @@ _MAX_SORT_FIELDS = 10
 _MAX_SORT_FIELD_LENGTH = 128
 _MAX_LIST_PAGE = 100
 _MAX_OUTPUTS_PAGE = 500
+_MAX_READ_AHEAD = 4
 
 UidFilter = str | uuid.UUID | Iterable[str | uuid.UUID] | None
 
@@ -68,7 +69,12 @@ class Runs:
         return parse_model(Run, await self._core.post(path))
 
     def output_pages(
-        self, run_uid: str | uuid.UUID, *, page_size: int = 500, cursor: str | None = None
+        self,
+        run_uid: str | uuid.UUID,
+        *,
+        page_size: int = 500,
+        cursor: str | None = None,
+        read_ahead: int = 0,
     ) -> AsyncIterator[OutputsPage]:
         """The run's outputs page by page, following ``X-Pagination-Next``.
 
@@ -76,31 +82,41 @@ class Runs:
         to resume right after that page. Arguments are checked here, before any
         request. The next-page link is followed only on the base URL's host
         (else ``PaginationError``); outputs of a LIVE run are refused by the API.
+        ``read_ahead`` (0 to 4) fetches that many pages ahead while you work on
+        the current one: network and processing overlap, memory stays bounded.
 
         >>> async for page in client.runs.output_pages(run_uid):
         ...     save(page.items)
         ...     checkpoint(page.next_cursor)
         """
-        return self._pages(run_uid, page_size, cursor)
+        return self._pages(run_uid, page_size, cursor, read_ahead)
 
     def _pages(
-        self, run_uid: str | uuid.UUID, page_size: int, cursor: str | None
+        self, run_uid: str | uuid.UUID, page_size: int, cursor: str | None, read_ahead: int
     ) -> AsyncGenerator[OutputsPage, None]:
         uid = check_run_uid(run_uid)
         check_int_range("page_size", page_size, 1, _MAX_OUTPUTS_PAGE)
+        check_int_range("read_ahead", read_ahead, 0, _MAX_READ_AHEAD)
         if cursor is not None and (not isinstance(cursor, str) or not cursor):
             raise ValueError(f"cursor must be a non-empty string, got {cursor!r}")
-        return iterate_output_pages(self._core, uid, page_size, cursor)
+        return iterate_output_pages(self._core, uid, page_size, cursor, read_ahead)
 
     def outputs(
-        self, run_uid: str | uuid.UUID, *, page_size: int = 500, cursor: str | None = None
+        self,
+        run_uid: str | uuid.UUID,
+        *,
+        page_size: int = 500,
+        cursor: str | None = None,
+        read_ahead: int = 0,
     ) -> AsyncIterator[dict[str, Any]]:
         """Every output of the run, one dict at a time, fetched page by page.
+
+        Takes the arguments of :meth:`output_pages`.
 
         >>> async for output in client.runs.outputs(run_uid):
         ...     print(output)
         """
-        return self._iterate_outputs(self._pages(run_uid, page_size, cursor))
+        return self._iterate_outputs(self._pages(run_uid, page_size, cursor, read_ahead))
 
     @staticmethod
     async def _iterate_outputs(
