@@ -1,0 +1,166 @@
+"""Run outputs against the simulator: exactly once, resumable, robust mid-stream, read-ahead."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import anyio
+import pytest
+
+import edges_async as ea
+from edges_async.testing import EdgesSimulator, Fault, RunScript, Workspace
+
+FINISHED = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 1.0)), outputs=0)
+
+
+def finished_with(outputs: int) -> RunScript:
+    return RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 1.0)), outputs=outputs)
+
+
+async def indices(
+    client: ea.AsyncClient, run_uid: str, page_size: int, cursor: str | None = None
+) -> list[int]:
+    return [
+        item["index"]
+        async for item in client.runs.outputs(run_uid, page_size=page_size, cursor=cursor)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("total", "page_size"), [(0, 10), (1, 1), (10, 10), (11, 10), (137, 25), (1000, 500)]
+)
+async def test_exactly_once_and_resumable_from_every_page_boundary(
+    client: ea.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+    total: int,
+    page_size: int,
+) -> None:
+    """Every output once, in order; resuming from any page's cursor gives exactly the rest."""
+    run = simulator.add_run(workspace, script=finished_with(total))
+    await anyio.sleep(2)
+    pages = [page async for page in client.runs.output_pages(run.uid, page_size=page_size)]
+    seen = [item["index"] for page in pages for item in page.items]
+    assert seen == list(range(total))
+    done = 0
+    for page in pages:
+        done += len(page.items)
+        if page.next_cursor is None:
+            assert page is pages[-1]
+            continue
+        rest = await indices(client, run.uid, page_size, cursor=page.next_cursor)
+        assert rest == list(range(done, total))
+
+
+async def test_transient_errors_mid_stream_lose_and_repeat_nothing(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
+) -> None:
+    """A 503, a 429 and a dropped connection mid-stream are retried; each output once."""
+    run = simulator.add_run(workspace, script=finished_with(2500))
+    await anyio.sleep(2)
+    stream = client.runs.outputs(run.uid, page_size=500)
+    first = await anext(stream)
+    simulator.faults.add(
+        Fault(path=r"/outputs$", status=503, times=1),
+        Fault(path=r"/outputs$", status=429, headers={"Retry-After": "2"}, times=1),
+        Fault(path=r"/outputs$", drop=True, times=1),
+    )
+    rest = [item["index"] async for item in stream]
+    assert [first["index"], *rest] == list(range(2500))
+    assert sum(1 for r in simulator.requests if r.fault is not None) == 3
+
+
+async def test_run_archived_mid_stream_raises_with_cursor_to_resume(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
+) -> None:
+    """A 404 mid-stream (retention passed) raises NotFoundError carrying the resume cursor."""
+    age = timedelta(days=90) - timedelta(seconds=30)
+    run = simulator.add_run(workspace, script=finished_with(1000), age=age)
+    pages = client.runs.output_pages(run.uid, page_size=400)
+    first = await anext(pages)
+    await anyio.sleep(60)  # the run is now past the 90-day retention
+    with pytest.raises(ea.NotFoundError) as caught:
+        await anext(pages)
+    assert caught.value.resume_cursor == first.next_cursor
+    assert caught.value.resume_cursor is not None
+
+
+async def test_outputs_error_carries_resume_cursor_of_last_delivered_page(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
+) -> None:
+    """With outputs(), which hides pages, the error still says where to go on from."""
+    run = simulator.add_run(workspace, script=finished_with(30))
+    await anyio.sleep(2)
+    got: list[int] = []
+    simulator.faults.add(Fault(path=r"/outputs$", status=400, times=None))
+    stream = client.runs.outputs(run.uid, page_size=10)
+    with pytest.raises(ea.BadRequestError) as caught:
+        await anext(stream)
+    assert caught.value.resume_cursor is None  # nothing delivered: start again
+    simulator.faults.clear()
+    pages = client.runs.output_pages(run.uid, page_size=10)
+    first = await anext(pages)
+    got.extend(item["index"] for item in first.items)
+    simulator.faults.add(Fault(path=r"/outputs$", status=400, times=None))
+    with pytest.raises(ea.BadRequestError) as second:
+        await anext(pages)
+    simulator.faults.clear()
+    got.extend(await indices(client, run.uid, 10, cursor=second.value.resume_cursor))
+    assert got == list(range(30))
+
+
+@pytest.mark.parametrize("read_ahead", [1, 2, 4])
+async def test_read_ahead_delivers_exactly_once(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, read_ahead: int
+) -> None:
+    """Read-ahead changes timing, never content."""
+    run = simulator.add_run(workspace, script=finished_with(1234))
+    await anyio.sleep(2)
+    got = [
+        item["index"]
+        async for item in client.runs.outputs(run.uid, page_size=100, read_ahead=read_ahead)
+    ]
+    assert got == list(range(1234))
+
+
+async def test_read_ahead_overlaps_network_and_work(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
+) -> None:
+    """With 1 s per page on the wire and 1 s of work per page, read-ahead nearly halves the time."""
+    run = simulator.add_run(workspace, script=finished_with(1000))
+    await anyio.sleep(2)
+    simulator.faults.add(Fault(path=r"/outputs$", delay=1.0, times=None))
+    loop = asyncio.get_running_loop()
+
+    async def consume(read_ahead: int) -> float:
+        start = loop.time()
+        async for _ in client.runs.output_pages(run.uid, page_size=100, read_ahead=read_ahead):
+            await anyio.sleep(1.0)
+        return loop.time() - start
+
+    plain = await consume(0)
+    ahead = await consume(1)
+    assert plain == pytest.approx(20, abs=1.5)
+    assert ahead == pytest.approx(11, abs=1.5)
+
+
+async def test_leaving_early_stops_the_read_ahead(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
+) -> None:
+    """Closing the iteration cancels the prefetch: no request is sent after it."""
+    run = simulator.add_run(workspace, script=finished_with(5000))
+    await anyio.sleep(2)
+    pages = client.runs.output_pages(run.uid, page_size=100, read_ahead=2)
+    await anext(pages)
+    await pages.aclose()  # type: ignore[attr-defined]
+    sent = len(simulator.requests)
+    await anyio.sleep(60)
+    assert len(simulator.requests) == sent
+    assert sent <= 4
+
+
+async def test_bad_read_ahead_is_refused(client: ea.AsyncClient) -> None:
+    """read_ahead must be 0 to 4, checked before any request."""
+    with pytest.raises(ValueError, match="read_ahead"):
+        client.runs.outputs("4c3a5f0e-9d1b-4a8e-8a52-6b1f0c2d7e11", read_ahead=5)
