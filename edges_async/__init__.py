@@ -21,6 +21,7 @@ from ._exceptions import ConfigurationError as ConfigurationError
 from ._exceptions import ConflictError as ConflictError
 from ._exceptions import EdgesError as EdgesError
 from ._exceptions import FailedDependencyError as FailedDependencyError
+from ._exceptions import IncompleteExportError as IncompleteExportError
 from ._exceptions import InternalServerError as InternalServerError
 from ._exceptions import NotFoundError as NotFoundError
 from ._exceptions import PaginationError as PaginationError
@@ -62,6 +63,7 @@ __all__ = [
     "ErrorBody",
     "ExecutionMode",
     "FailedDependencyError",
+    "IncompleteExportError",
     "InternalServerError",
     "LimiterStatistics",
     "NotFoundError",

@@ -20,6 +20,7 @@ The whole hierarchy::
     │   ├── RateLimitError                429
     │   └── InternalServerError           5xx
     ├── PaginationError
+    ├── IncompleteExportError
     └── WaitTimeoutError                  (also a TimeoutError)
 
 Arguments that can never be valid raise the built-in ``ValueError`` before any
@@ -49,6 +50,7 @@ __all__ = [
     "ConflictError",
     "EdgesError",
     "FailedDependencyError",
+    "IncompleteExportError",
     "InternalServerError",
     "NotFoundError",
     "PaginationError",
@@ -168,6 +170,15 @@ class InternalServerError(APIStatusError):
 
 class PaginationError(EdgesError):
     """A next-page link cannot be followed safely (another host, or a loop)."""
+
+
+class IncompleteExportError(EdgesError):
+    """An export wrote a different number of outputs than the run reports."""
+
+    def __init__(self, message: str, *, expected: int, written: int) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.written = written
 
 
 class WaitTimeoutError(EdgesError, TimeoutError):

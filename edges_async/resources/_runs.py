@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any, final
 
+from .._export import export_outputs
 from .._http import HTTPCore, QueryParams, parse_model, parse_models
 from .._models import ExecutionMode, Run, RunStatus
 from .._pagination import OutputsPage, iterate_output_pages
@@ -117,6 +119,23 @@ class Runs:
         ...     print(output)
         """
         return self._iterate_outputs(self._pages(run_uid, page_size, cursor, read_ahead))
+
+    async def export_outputs(
+        self, run_uid: str | uuid.UUID, path: str | os.PathLike[str], *, page_size: int = 500
+    ) -> int:
+        """Write every output of the run to ``path`` as JSON Lines; return how many.
+
+        Safe to interrupt: a rerun after a crash goes on where the last one
+        stopped, with no output doubled or skipped (progress is kept beside the
+        file in ``<path>.part`` and ``<path>.checkpoint``). ``path`` appears only
+        once complete, and the count is checked against the run's
+        ``output_count`` (``IncompleteExportError`` if they differ).
+
+        >>> count = await client.runs.export_outputs(run_uid, "outputs.jsonl")
+        """
+        uid = check_run_uid(run_uid)
+        check_int_range("page_size", page_size, 1, _MAX_OUTPUTS_PAGE)
+        return await export_outputs(self, uid, path, page_size=page_size)
 
     @staticmethod
     async def _iterate_outputs(

@@ -1,0 +1,150 @@
+"""Exporting a run's outputs to a JSON Lines file that survives crashes.
+
+Pages are appended to ``<path>.part``; after each one, ``<path>.checkpoint``
+records how far the file is good (bytes and outputs) and the cursor of the next
+page, written to a temporary file and moved into place, so it is always either
+the old or the new state. A rerun truncates ``.part`` to the checkpoint (a page
+written after it is dropped, so nothing is doubled) and goes on from its
+cursor (nothing is skipped). At the end the count is checked against the run's
+``output_count`` and ``.part`` is renamed to ``path`` in one step.
+
+If the run gained outputs since its last page was read (it was still running),
+the last page is read again from its own cursor, once, before giving up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from ._exceptions import IncompleteExportError
+
+if TYPE_CHECKING:
+    from .resources import Runs
+
+__all__ = ["export_outputs"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    """How far ``.part`` is good, and where to go on."""
+
+    run_uid: str
+    next_cursor: str | None  # where to go on (None: from the start, or the end if complete)
+    complete: bool  # the last page (no next link) is in the file
+    count: int
+    size: int
+    # The last page written, to read it again if the run grew since.
+    page_cursor: str | None = None
+    count_before: int = 0
+    size_before: int = 0
+
+    def rewound(self) -> _Checkpoint:
+        """The state before the last page, to read it again."""
+        return dataclasses.replace(
+            self,
+            next_cursor=self.page_cursor,
+            complete=False,
+            count=self.count_before,
+            size=self.size_before,
+        )
+
+
+def _load(checkpoint: Path, run_uid: str) -> _Checkpoint | None:
+    try:
+        data = json.loads(checkpoint.read_text(encoding="utf-8"))
+        state = _Checkpoint(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    return state if state.run_uid == run_uid else None
+
+
+def _save(checkpoint: Path, state: _Checkpoint) -> None:
+    temporary = checkpoint.with_name(checkpoint.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as file:
+        json.dump(dataclasses.asdict(state), file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, checkpoint)
+
+
+def _truncate(part: Path, size: int) -> None:
+    with part.open("ab") as file:
+        file.truncate(size)
+
+
+def _append(part: Path, items: Sequence[dict[str, Any]]) -> int:
+    lines = "".join(
+        json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n" for item in items
+    )
+    with part.open("ab") as file:
+        file.write(lines.encode("utf-8"))
+        file.flush()
+        os.fsync(file.fileno())
+        return file.tell()
+
+
+def _finish(part: Path, target: Path, checkpoint: Path) -> None:
+    os.replace(part, target)
+    with contextlib.suppress(FileNotFoundError):
+        checkpoint.unlink()
+
+
+async def _copy_pages(
+    runs: Runs, state: _Checkpoint, part: Path, checkpoint: Path, page_size: int
+) -> _Checkpoint:
+    await anyio.to_thread.run_sync(_truncate, part, state.size)
+    pages = runs.output_pages(state.run_uid, page_size=page_size, cursor=state.next_cursor)
+    async with contextlib.aclosing(pages):  # type: ignore[type-var]
+        async for page in pages:
+            size = await anyio.to_thread.run_sync(_append, part, page.items)
+            state = _Checkpoint(
+                run_uid=state.run_uid,
+                next_cursor=page.next_cursor,
+                complete=page.next_cursor is None,
+                count=state.count + len(page.items),
+                size=size,
+                page_cursor=state.next_cursor,
+                count_before=state.count,
+                size_before=state.size,
+            )
+            await anyio.to_thread.run_sync(_save, checkpoint, state)
+    return state
+
+
+async def export_outputs(
+    runs: Runs, run_uid: str, path: str | os.PathLike[str], *, page_size: int
+) -> int:
+    """Write every output of ``run_uid`` to ``path`` as JSON Lines; return how many."""
+    target = Path(path)
+    part = target.with_name(target.name + ".part")
+    checkpoint = target.with_name(target.name + ".checkpoint")
+    state = await anyio.to_thread.run_sync(_load, checkpoint, run_uid)
+    if state is None:
+        state = _Checkpoint(run_uid=run_uid, next_cursor=None, complete=False, count=0, size=0)
+    reported = 0
+    for attempt in range(2):
+        if not state.complete:
+            state = await _copy_pages(runs, state, part, checkpoint, page_size)
+        expected = (await runs.get(run_uid)).output_count
+        if expected is None or expected == state.count:
+            await anyio.to_thread.run_sync(_finish, part, target, checkpoint)
+            return state.count
+        reported = expected
+        if attempt == 0:
+            state = state.rewound()
+            await anyio.to_thread.run_sync(_save, checkpoint, state)
+    raise IncompleteExportError(
+        f"Exported {state.count} outputs of run {run_uid} but the run reports {reported}; "
+        f"{part} and its checkpoint are kept: run the export again to go on.",
+        expected=reported,
+        written=state.count,
+    )

@@ -1,0 +1,179 @@
+"""export_outputs: JSON Lines written atomically, resumable after a crash at any point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import edges_async as ea
+from edges_async import _export
+from edges_async.testing import EdgesSimulator, Fault, RunScript, Workspace
+
+
+class ProcessKilled(Exception):
+    """Stands for the process dying at that point."""
+
+
+def finished_with(outputs: int) -> RunScript:
+    return RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 1.0)), outputs=outputs)
+
+
+def exported_indices(path: Path) -> list[int]:
+    return [json.loads(line)["index"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def leftovers(path: Path) -> list[str]:
+    return sorted(p.name for p in path.parent.iterdir() if p.name != path.name)
+
+
+async def test_export_writes_every_output_once(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, tmp_path: Path
+) -> None:
+    """The file holds each output once, in order, and nothing else is left beside it."""
+    run = simulator.add_run(workspace, script=finished_with(1234))
+    await anyio.sleep(2)
+    target = tmp_path / "outputs.jsonl"
+    assert await client.runs.export_outputs(run.uid, target, page_size=500) == 1234
+    assert exported_indices(target) == list(range(1234))
+    assert leftovers(target) == []
+
+
+async def test_export_of_an_empty_run(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, tmp_path: Path
+) -> None:
+    """A run without outputs gives an empty file and a count of 0."""
+    run = simulator.add_run(workspace, script=finished_with(0))
+    await anyio.sleep(2)
+    target = tmp_path / "none.jsonl"
+    assert await client.runs.export_outputs(run.uid, target) == 0
+    assert target.read_text() == ""
+
+
+async def test_crash_mid_stream_then_rerun_continues(
+    client: ea.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An export killed after two pages resumes from its checkpoint: no loss, no double."""
+    run = simulator.add_run(workspace, script=finished_with(1000))
+    await anyio.sleep(2)
+    target = tmp_path / "outputs.jsonl"
+    real_append = _export._append
+    appended = 0
+
+    def append_then_die(part: Path, items: Any) -> int:
+        nonlocal appended
+        appended += 1
+        if appended == 3:
+            raise ProcessKilled  # the process dies before the third page lands
+        return real_append(part, items)
+
+    monkeypatch.setattr(_export, "_append", append_then_die)
+    with pytest.raises(ProcessKilled):
+        await client.runs.export_outputs(run.uid, target, page_size=100)
+    monkeypatch.setattr(_export, "_append", real_append)
+    assert not target.exists()
+    assert leftovers(target) == ["outputs.jsonl.checkpoint", "outputs.jsonl.part"]
+    first_requests = len(simulator.requests)
+    assert await client.runs.export_outputs(run.uid, target, page_size=100) == 1000
+    assert exported_indices(target) == list(range(1000))
+    resumed = [r for r in simulator.requests[first_requests:] if r.path.endswith("/outputs")]
+    assert len(resumed) == 8  # pages 3 to 10 only
+    assert dict(resumed[0].query).get("cursor")
+    assert leftovers(target) == []
+
+
+async def test_crash_between_a_page_and_its_checkpoint(
+    client: ea.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page written but not yet checkpointed is dropped on rerun, then written once."""
+    run = simulator.add_run(workspace, script=finished_with(500))
+    await anyio.sleep(2)
+    target = tmp_path / "outputs.jsonl"
+    real_save = _export._save
+    calls = 0
+
+    def save_then_crash(checkpoint: Path, state: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError("disk pulled out")
+        real_save(checkpoint, state)
+
+    monkeypatch.setattr(_export, "_save", save_then_crash)
+    with pytest.raises(OSError, match="disk pulled out"):
+        await client.runs.export_outputs(run.uid, target, page_size=100)
+    part = tmp_path / "outputs.jsonl.part"
+    assert len(part.read_text().splitlines()) == 300  # the third page got in, unrecorded
+    monkeypatch.setattr(_export, "_save", real_save)
+    assert await client.runs.export_outputs(run.uid, target, page_size=100) == 500
+    assert exported_indices(target) == list(range(500))
+
+
+async def test_crash_before_the_final_rename(
+    client: ea.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If only the final rename was missed, the rerun fetches no page again."""
+    run = simulator.add_run(workspace, script=finished_with(300))
+    await anyio.sleep(2)
+    target = tmp_path / "outputs.jsonl"
+
+    def crash(*args: object) -> None:
+        raise OSError("power cut")
+
+    real_finish = _export._finish
+    monkeypatch.setattr(_export, "_finish", crash)
+    with pytest.raises(OSError, match="power cut"):
+        await client.runs.export_outputs(run.uid, target, page_size=100)
+    monkeypatch.setattr(_export, "_finish", real_finish)
+    before = len(simulator.requests)
+    assert await client.runs.export_outputs(run.uid, target, page_size=100) == 300
+    assert not [r for r in simulator.requests[before:] if r.path.endswith("/outputs")]
+    assert exported_indices(target) == list(range(300))
+
+
+async def test_export_of_a_growing_run_reports_the_gap_then_completes(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, tmp_path: Path
+) -> None:
+    """A run still adding outputs gives IncompleteExportError; once done, a rerun completes."""
+    script = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 100.0)), outputs=1000)
+    run = simulator.add_run(workspace, script=script)
+    await anyio.sleep(20)
+    simulator.faults.add(Fault(path=r"/runs/[^/]+$", delay=5.0, times=None))
+    target = tmp_path / "outputs.jsonl"
+    with pytest.raises(ea.IncompleteExportError) as caught:
+        await client.runs.export_outputs(run.uid, target, page_size=100)
+    assert caught.value.written < caught.value.expected <= 1000
+    simulator.faults.clear()
+    await anyio.sleep(100)
+    assert await client.runs.export_outputs(run.uid, target, page_size=100) == 1000
+    assert exported_indices(target) == list(range(1000))
+
+
+async def test_export_refuses_bad_arguments(client: ea.AsyncClient, tmp_path: Path) -> None:
+    """A malformed uid or page size raises ValueError and writes nothing."""
+    with pytest.raises(ValueError, match="UUID"):
+        await client.runs.export_outputs("nope", tmp_path / "x.jsonl")
+    with pytest.raises(ValueError, match="page_size"):
+        await client.runs.export_outputs(
+            "4c3a5f0e-9d1b-4a8e-8a52-6b1f0c2d7e11", tmp_path / "x.jsonl", page_size=501
+        )
+    assert files_in(tmp_path) == []
