@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import anyio
 import pytest
 
 import edges_async as ea
-from edges_async.testing import EdgesSimulator, Fault, RunScript, Workspace
+from edges_async.testing import EdgesSimulator, Fault, RunScript, WindowKind, Workspace
 
 FINISHED = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 1.0)), outputs=0)
 
@@ -164,3 +165,31 @@ async def test_bad_read_ahead_is_refused(client: ea.AsyncClient) -> None:
     """read_ahead must be 0 to 4, checked before any request."""
     with pytest.raises(ValueError, match="read_ahead"):
         client.runs.outputs("4c3a5f0e-9d1b-4a8e-8a52-6b1f0c2d7e11", read_ahead=5)
+
+
+@pytest.mark.looptime(False)
+async def test_outputs_over_real_loopback_sockets_survive_a_dropped_connection(
+    tmp_path: Path,
+) -> None:
+    """Over uvicorn on 127.0.0.1, a connection cut mid-response loses and repeats nothing."""
+    simulator = EdgesSimulator(window=WindowKind.UNLIMITED)
+    workspace = simulator.add_workspace(api_key="loopback-key", plan="titanium")
+    run = simulator.add_run(workspace, script=RunScript(steps=(("SUCCEEDED", 0.0),), outputs=3000))
+    async with (
+        simulator.serve() as base_url,
+        ea.AsyncClient(
+            "loopback-key",
+            plan="titanium",
+            base_url=base_url,
+            backoff=ea.Backoff(initial=0.01, jitter=0),
+        ) as client,
+    ):
+        stream = client.runs.outputs(run.uid, page_size=500, read_ahead=1)
+        first = await anext(stream)
+        simulator.faults.add(Fault(path=r"/outputs$", drop=True, times=1))
+        rest = [item["index"] async for item in stream]
+        target = tmp_path / "loopback.jsonl"
+        exported = await client.runs.export_outputs(run.uid, target)
+    assert [first["index"], *rest] == list(range(3000))
+    assert any(r.fault is not None and r.fault.drop for r in simulator.requests)
+    assert exported == 3000
