@@ -21,9 +21,10 @@ limit is off; this measures pagination, not pacing). Before timing, each
 variant makes one ``/status`` request, so the connection is open and lazy
 imports are done; then it reads its RSS. Peak RSS growth is the process's
 ``ru_maxrss`` after the last page minus that RSS. The variants run one after
-the other, alternating, for ``--rounds`` rounds: the table shows each one's best
-round (its wall time, and the CPU seconds the client and the server process
-spent in it) and its largest RSS growth over all rounds.
+the other, alternating (each round starting with the next one), for
+``--rounds`` rounds: the table shows each one's best round (its wall time, and
+the CPU seconds the client and the server process spent in it), its slowest
+round's time (the spread is the machine's noise) and its largest RSS growth.
 
 Targets: (a) takes at most 1.15x the time of (b); the SDK variants grow peak
 RSS by less than 100 MB; with the slow sink, the SDK with read-ahead is faster
@@ -43,6 +44,7 @@ import resource
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -58,7 +60,6 @@ API_KEY = "bench-key"
 SIM_SEED = 0
 RATIO_TARGET = 1.15
 RSS_TARGET_MB = 100.0
-SERVER_START_TIMEOUT = 30.0
 VARIANTS: dict[str, str] = {
     "sdk": "(a) SDK outputs()",
     "httpx": "(b) plain httpx loop",
@@ -224,6 +225,25 @@ async def measure_variant(
         return await timed(lambda: plain(variant == "httpx-sink"))
 
 
+def variant_main(args: argparse.Namespace) -> int:
+    """Measure one variant; print its report, or its error, as one JSON line."""
+    try:
+        report = anyio.run(
+            measure_variant,
+            args.variant,
+            args.base_url,
+            args.run_uid,
+            args.page_size,
+            args.consumer_delay_ms / 1000,
+        )
+    except Exception as exc:
+        traceback.print_exc()
+        print(json.dumps({"error": " ".join(f"{type(exc).__name__}: {exc}".split())}), flush=True)
+        return 1
+    print(json.dumps(report), flush=True)
+    return 0
+
+
 # -- the parent --------------------------------------------------------------
 
 
@@ -235,6 +255,24 @@ class Sample:
     client_cpu: float
     server_cpu: float | None
     rss_growth_mb: float
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A variant over all its rounds: the best round, the slowest time, the largest RSS growth."""
+
+    best: Sample
+    slowest: float
+    rss_growth_mb: float
+
+    @classmethod
+    def of(cls, samples: list[Sample]) -> Summary:
+        """Summarise a variant's rounds (at least one)."""
+        return cls(
+            best=min(samples, key=lambda sample: sample.seconds),
+            slowest=max(sample.seconds for sample in samples),
+            rss_growth_mb=max(sample.rss_growth_mb for sample in samples),
+        )
 
 
 def start_server(outputs: int) -> tuple[subprocess.Popen[str], str, str]:
@@ -288,10 +326,11 @@ def run_variant(
     server_before = cpu_seconds_of(server_pid)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     server_after = cpu_seconds_of(server_pid)
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        return lines[-1] if lines else f"exit status {done.returncode}"
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    report = json.loads(lines[-1]) if lines else {}
+    if done.returncode != 0 or "error" in report:
+        sys.stderr.write(done.stderr)
+        return str(report.get("error", f"exit status {done.returncode}"))
     if report["outputs"] != args.outputs:
         return f"saw {report['outputs']} outputs, not {args.outputs}"
     server_cpu = (
@@ -313,7 +352,7 @@ def verdict(ok: bool) -> str:
 
 
 def print_report(
-    args: argparse.Namespace, best: dict[str, Sample], rss: dict[str, float], errors: dict[str, str]
+    args: argparse.Namespace, summaries: dict[str, Summary], errors: dict[str, str]
 ) -> bool:
     """Print the table and the targets; whether every variant ran and every target passed."""
     pages = -(-args.outputs // args.page_size)
@@ -322,7 +361,7 @@ def print_report(
         f"sink {args.consumer_delay_ms:g} ms/page, best of {args.rounds} rounds\n"
     )
     header = (
-        f"{'variant':<29} {'wall':>8} {'outputs/s':>10} {'client CPU':>11} "
+        f"{'variant':<29} {'wall':>8} {'slowest':>8} {'outputs/s':>10} {'client CPU':>11} "
         f"{'server CPU':>11} {'peak RSS +':>11}"
     )
     print(header)
@@ -331,16 +370,18 @@ def print_report(
         if variant in errors:
             print(f"{label:<29} FAILED: {errors[variant]}")
             continue
-        sample = best[variant]
+        summary = summaries[variant]
+        sample = summary.best
         server = f"{sample.server_cpu:>9.2f} s" if sample.server_cpu is not None else f"{'?':>11}"
         print(
-            f"{label:<29} {sample.seconds:>6.2f} s {args.outputs / sample.seconds:>10,.0f} "
-            f"{sample.client_cpu:>9.2f} s {server} {rss[variant]:>8.1f} MB"
+            f"{label:<29} {sample.seconds:>6.2f} s {summary.slowest:>6.2f} s "
+            f"{args.outputs / sample.seconds:>10,.0f} {sample.client_cpu:>9.2f} s {server} "
+            f"{summary.rss_growth_mb:>8.1f} MB"
         )
     print()
 
     def seconds(variant: str) -> float | None:
-        return best[variant].seconds if variant in best else None
+        return summaries[variant].best.seconds if variant in summaries else None
 
     results: list[bool] = []
     sdk, plain = seconds("sdk"), seconds("httpx")
@@ -349,7 +390,7 @@ def print_report(
     print(f"{verdict(ok)}  (a) SDK time <= {RATIO_TARGET}x plain httpx (b): {detail}")
     results.append(ok)
     for variant in SDK_VARIANTS:
-        grown = rss.get(variant)
+        grown = summaries[variant].rss_growth_mb if variant in summaries else None
         ok = grown is not None and grown < RSS_TARGET_MB
         detail = f"{grown:.1f} MB" if grown is not None else "not measured"
         print(
@@ -375,8 +416,11 @@ def main(args: argparse.Namespace) -> int:
     errors: dict[str, str] = {}
     server, base_url, run_uid = start_server(args.outputs)
     try:
+        names = list(VARIANTS)
         for round_number in range(1, args.rounds + 1):
-            for variant in VARIANTS:
+            # Each round starts with the next variant, so none always goes first.
+            shift = (round_number - 1) % len(names)
+            for variant in names[shift:] + names[:shift]:
                 if variant in errors:
                     continue
                 outcome = run_variant(variant, server.pid, base_url, run_uid, args)
@@ -391,13 +435,12 @@ def main(args: argparse.Namespace) -> int:
                     )
     finally:
         stop_server(server)
-    best = {
-        variant: min(runs, key=lambda sample: sample.seconds)
+    summaries = {
+        variant: Summary.of(runs)
         for variant, runs in samples.items()
         if runs and variant not in errors
     }
-    rss = {variant: max(sample.rss_growth_mb for sample in samples[variant]) for variant in best}
-    passed = print_report(args, best, rss, errors)
+    passed = print_report(args, summaries, errors)
     print(f"\ntotal wall time {time.perf_counter() - started:.0f} s")
     return 0 if passed else 1
 
@@ -418,7 +461,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--run-uid", help=argparse.SUPPRESS)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.outputs < 1 or args.rounds < 1 or not 1 <= args.page_size <= 500:
+        parser.error("--outputs and --rounds must be at least 1, --page-size 1 to 500")
+    if args.consumer_delay_ms < 0:
+        parser.error("--consumer-delay-ms cannot be negative")
+    return args
 
 
 if __name__ == "__main__":
@@ -426,14 +474,6 @@ if __name__ == "__main__":
     if arguments.serve:
         anyio.run(serve, arguments.outputs)
     elif arguments.variant is not None:
-        report = anyio.run(
-            measure_variant,
-            arguments.variant,
-            arguments.base_url,
-            arguments.run_uid,
-            arguments.page_size,
-            arguments.consumer_delay_ms / 1000,
-        )
-        print(json.dumps(report), flush=True)
+        sys.exit(variant_main(arguments))
     else:
         sys.exit(main(arguments))

@@ -130,25 +130,36 @@ _END = object()
 async def _read_ahead(pages: _Pages, depth: int) -> AsyncGenerator[OutputsPage, None]:
     """Pages from a producer task that stays at most ``depth`` pages ahead of the caller.
 
-    The task belongs to this generator: it is cancelled and awaited when the
-    generator finishes, fails or is closed, so no request outlives the loop
-    over the pages. Its failures reach the caller in order, after the pages
-    fetched before them.
+    At most ``depth`` pages are fetched or waiting beyond the one the caller
+    holds: the producer takes a slot before each request and the caller gives
+    it back when it takes the page. Failures reach the caller in order, after
+    the pages fetched before them.
+
+    Why a bare task rather than a task group: a task group cannot stay open
+    across this generator's ``yield`` (its cancel scope would leak into the
+    caller's code). The task is owned all the same: cancelled and awaited in
+    ``finally`` when the iteration ends, fails or is closed, and it never fails
+    silently, since everything it raises is handed over through the queue.
     """
-    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=depth)
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    slots = asyncio.Semaphore(depth)
 
     async def produce() -> None:
         try:
-            while (fetched := await pages.next()) is not None:
+            while True:
+                await slots.acquire()
+                fetched = await pages.next()
+                if fetched is None:
+                    break
                 page, problem = fetched
-                await queue.put(page)
+                queue.put_nowait(page)
                 if problem is not None:
-                    await queue.put(problem)
+                    queue.put_nowait(problem)
                     return
         except Exception as exc:  # handed to the caller, in order
-            await queue.put(exc)
+            queue.put_nowait(exc)
             return
-        await queue.put(_END)
+        queue.put_nowait(_END)
 
     producer = asyncio.get_running_loop().create_task(produce())
     try:
@@ -156,6 +167,7 @@ async def _read_ahead(pages: _Pages, depth: int) -> AsyncGenerator[OutputsPage, 
             if isinstance(item, BaseException):
                 raise item
             assert isinstance(item, OutputsPage)
+            slots.release()
             yield item
     finally:
         producer.cancel()

@@ -193,3 +193,19 @@ async def test_outputs_over_real_loopback_sockets_survive_a_dropped_connection(
     assert [first["index"], *rest] == list(range(3000))
     assert any(r.fault is not None and r.fault.drop for r in simulator.requests)
     assert exported == 3000
+
+
+@pytest.mark.parametrize("read_ahead", [1, 3])
+async def test_read_ahead_stays_within_its_depth(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, read_ahead: int
+) -> None:
+    """While the caller holds a page, no more than read_ahead further pages are requested."""
+    run = simulator.add_run(workspace, script=finished_with(2000))
+    await anyio.sleep(2)
+    pages = client.runs.output_pages(run.uid, page_size=100, read_ahead=read_ahead)
+    for taken in range(1, 4):
+        await anext(pages)
+        await anyio.sleep(30)  # the caller is slow: let the prefetch run as far as it may
+        requested = sum(1 for r in simulator.requests if r.path.endswith("/outputs"))
+        assert requested == taken + read_ahead
+    await pages.aclose()  # type: ignore[attr-defined]
