@@ -215,3 +215,19 @@ async def test_request_log_records_what_was_asked_and_answered(
     assert (faulted.method, faulted.status_code, faulted.fault) == ("POST", 418, Fault(status=418))
     sim.requests.clear()
     assert sim.requests == []
+
+
+async def test_request_log_can_be_bounded() -> None:
+    """With max_logged_requests, only about the newest that many requests are kept."""
+    sim = EdgesSimulator(seed=2, start_time=START, window="unlimited", max_logged_requests=50)
+    workspace = sim.add_workspace(api_key="key-1", plan="titanium")
+    run = sim.add_run(workspace)
+    async with httpx.AsyncClient(
+        transport=sim.transport(), base_url=BASE_URL, headers={"X-API-Key": "key-1"}
+    ) as http:
+        for _ in range(200):
+            await http.get(f"/v1/runs/{run.uid}/status")
+    assert 50 <= len(sim.requests) <= 55
+    assert sim.requests[-1].time >= sim.requests[0].time
+    with pytest.raises(ValueError, match="max_logged_requests"):
+        EdgesSimulator(max_logged_requests=0)

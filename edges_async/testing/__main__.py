@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the arguments and serve until Ctrl-C."""
     args = _parser().parse_args(argv)
-    sim = EdgesSimulator(seed=args.seed, window=WindowKind(args.window))
+    sim = EdgesSimulator(seed=args.seed, window=WindowKind(args.window), max_logged_requests=10_000)
     sim.add_workspace(api_key=args.api_key, plan=args.plan)
 
     def announce(base_url: str) -> None:

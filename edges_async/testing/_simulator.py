@@ -62,6 +62,8 @@ class EdgesSimulator:
     - ``window``: the rate-limit algorithm (:class:`WindowKind`).
     - ``send_retry_after``: whether 429 answers carry ``Retry-After``.
     - ``run_profile``: the knobs of random lifecycles (:class:`RunProfile`).
+    - ``max_logged_requests``: keep only the newest that many entries of the
+      request log (default: all of them; a long-lived server wants a bound).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class EdgesSimulator:
         window: WindowKind | str = WindowKind.SLIDING_MINUTE,
         send_retry_after: bool = True,
         run_profile: RunProfile | None = None,
+        max_logged_requests: int | None = None,
     ) -> None:
         if start_time is not None and start_time.tzinfo is None:
             raise ValueError("start_time must be an aware datetime")
@@ -83,7 +86,10 @@ class EdgesSimulator:
         self._api = EdgesApi(
             self._world, window=WindowKind(window), send_retry_after=send_retry_after
         )
+        if max_logged_requests is not None and max_logged_requests < 1:
+            raise ValueError(f"max_logged_requests must be >= 1, got {max_logged_requests}")
         self._requests: list[RecordedRequest] = []
+        self._max_logged = max_logged_requests
         self.faults = FaultSet()
         """The fault rules: ``sim.faults.add(Fault(...))``, ``sim.faults.clear()``."""
 
@@ -266,6 +272,9 @@ class EdgesSimulator:
                 fault=fault,
             )
         )
+        # Trim in chunks of a tenth, so the amortised cost per request stays O(1).
+        if self._max_logged is not None and len(self._requests) > self._max_logged * 1.1:
+            del self._requests[: len(self._requests) - self._max_logged]
 
     def __repr__(self) -> str:
         return (
