@@ -1,0 +1,52 @@
+"""Locks the public API's types: type-checked by mypy --strict, never run."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from typing_extensions import assert_type
+
+import edges_async as ea
+from edges_async.testing import EdgesSimulator, RecordedRequest, SimulatedRun, Workspace
+
+
+async def client_surface(client: ea.AsyncClient, uid: str, other: uuid.UUID) -> None:
+    """The documented calls return what the docs say."""
+    assert_type(await client.runs.get(uid), ea.Run)
+    assert_type(await client.runs.status(other), ea.Run)
+    assert_type(await client.runs.resume(uid), ea.Run)
+    assert_type(await client.runs.cancel(uid), ea.Run)
+    assert_type(client.runs.list(status=["RUNNING", ea.RunStatus.QUEUED]), AsyncIterator[ea.Run])
+    assert_type(client.runs.outputs(uid, read_ahead=1), AsyncIterator[dict[str, Any]])
+    assert_type(client.runs.output_pages(uid, cursor="c"), AsyncIterator[ea.OutputsPage])
+    assert_type(await client.runs.export_outputs(uid, Path("out.jsonl")), int)
+    assert_type(
+        await client.actions.run_async("a", inputs=[{}], callback=ea.Callback(url="https://x")),
+        ea.Run,
+    )
+    assert_type(client.plan, ea.PlanTier)
+    assert_type(client.limiter, ea.RateLimiter)
+
+
+def models_surface(run: ea.Run, page: ea.OutputsPage, error: ea.EdgesError) -> None:
+    """Model fields keep their documented types."""
+    assert_type(run.status, ea.RunStatus | str | None)
+    assert_type(run.is_terminal, bool)
+    assert_type(page.items, list[dict[str, Any]])
+    assert_type(page.next_cursor, str | None)
+    assert_type(error.resume_cursor, str | None)
+    assert_type(ea.TERMINAL_STATUSES, frozenset[ea.RunStatus])
+    assert_type(ea.PlanTier.GOLD.requests_per_minute, int)
+    limiter = ea.WorkspaceRateLimiter("silver", workspace="w")
+    assert_type(limiter.statistics(), ea.LimiterStatistics)
+
+
+def simulator_surface(sim: EdgesSimulator) -> None:
+    """The simulator's setup and inspection calls keep their types."""
+    assert_type(sim.add_workspace(api_key="k", plan="trial"), Workspace)
+    workspace = sim.add_workspace(api_key="k2")
+    assert_type(sim.add_run(workspace), SimulatedRun)
+    assert_type(sim.requests, list[RecordedRequest])
