@@ -22,21 +22,11 @@ import anyio
 import httpx
 
 import edges_async as ea
-from edges_async.testing import EdgesSimulator, RunScript, WindowKind
+from edges_async.testing import EdgesSimulator, NoRateLimit, RunScript, WindowKind
 
 API_KEY = "bench-key"
 CONCURRENCY = 20
 ROUNDS = 3
-
-
-class NoLimit:
-    """A limiter that never waits: the benchmark measures the client, not pacing."""
-
-    async def acquire(self, request: httpx.Request) -> None:
-        """Let every request through at once."""
-
-    def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
-        """Ignore feedback."""
 
 
 @asynccontextmanager
@@ -83,7 +73,7 @@ async def measure(mode: str, requests: int) -> list[tuple[str, str, int, float, 
             return response.json()
 
         async with ea.AsyncClient(
-            API_KEY, base_url=base_url, http_client=http, limiter=NoLimit()
+            API_KEY, base_url=base_url, http_client=http, limiter=NoRateLimit()
         ) as client:
 
             async def sdk() -> object:

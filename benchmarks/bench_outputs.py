@@ -54,7 +54,7 @@ import anyio.to_thread
 import httpx
 
 import edges_async as ea
-from edges_async.testing import EdgesSimulator, RunScript, WindowKind
+from edges_async.testing import EdgesSimulator, NoRateLimit, RunScript, WindowKind
 
 API_KEY = "bench-key"
 SIM_SEED = 0
@@ -67,16 +67,6 @@ VARIANTS: dict[str, str] = {
     "httpx-sink": "(c) plain httpx + sink",
 }
 SDK_VARIANTS = ("sdk", "sdk-read-ahead-sink")
-
-
-class NoLimit:
-    """A limiter that never waits: the benchmark measures pagination, not pacing."""
-
-    async def acquire(self, request: httpx.Request) -> None:
-        """Let every request through at once."""
-
-    def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
-        """Ignore feedback."""
 
 
 class OutOfOrder(Exception):
@@ -184,7 +174,7 @@ async def measure_variant(
 
     if variant in SDK_VARIANTS:
         async with ea.AsyncClient(
-            API_KEY, plan="titanium", base_url=base_url, limiter=NoLimit()
+            API_KEY, plan="titanium", base_url=base_url, limiter=NoRateLimit()
         ) as client:
             await client.runs.status(run_uid)
 

@@ -43,7 +43,7 @@ from _fake_time import run_in_fake_time
 from aiolimiter import AsyncLimiter
 
 import edges_async as ea
-from edges_async.testing import EdgesSimulator, WindowKind
+from edges_async.testing import EdgesSimulator, NoRateLimit, WindowKind
 
 API_KEY = "bench-key"
 SIM_START = datetime(2026, 11, 2, 9, 0, 0, tzinfo=timezone.utc)
@@ -78,24 +78,12 @@ class NaiveAiolimiter:
         """Ignore the server's answer."""
 
 
-class NoLimiter:
-    """Sends at once; only the client's 429 retries (after ``Retry-After``) slow it down."""
-
-    __slots__ = ()
-
-    async def acquire(self, request: httpx.Request) -> None:
-        """Let every request go at once."""
-
-    def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
-        """Ignore the server's answer."""
-
-
 def limiter_for(client: str, plan: ea.PlanTier) -> ea.RateLimiter | None:
     """The limiter ``client`` is built with; ``None`` leaves the SDK its default."""
     if client == "aiolimiter":
         return NaiveAiolimiter(plan.requests_per_minute)
     if client == "no-limiter":
-        return NoLimiter()
+        return NoRateLimit()
     return None
 
 

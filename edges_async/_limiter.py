@@ -44,6 +44,7 @@ from ._plans import PlanTier
 
 __all__ = [
     "LimiterStatistics",
+    "NoRateLimit",
     "RateLimiter",
     "WorkspaceRateLimiter",
     "route_group",
@@ -81,6 +82,26 @@ class RateLimiter(Protocol):
     def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
         """Learn from the outcome of ``request`` (headers such as ``X-RateLimit-Remaining``)."""
         ...
+
+
+@final
+class NoRateLimit:
+    """A limiter that never waits: for tests, benchmarks, or a gateway that limits for you.
+
+    With it only the client's retries after a 429 (honouring ``Retry-After``)
+    slow requests down. Exported from ``edges_async.testing``.
+    """
+
+    __slots__ = ()
+
+    async def acquire(self, request: httpx.Request) -> None:
+        """Let every request go at once."""
+
+    def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
+        """Ignore every answer."""
+
+    def __repr__(self) -> str:
+        return "NoRateLimit()"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,23 +13,25 @@ import httpx
 import pytest
 
 import edges_async as ea
-from edges_async.testing import EdgesSimulator, Workspace
+from edges_async.testing import EdgesSimulator, NoRateLimit, Workspace
 
 API_KEY = "sk-test-0123456789abcdef"
 RUN_UID = "4c3a5f0e-9d1b-4a8e-8a52-6b1f0c2d7e11"
 SIM_START = datetime(2026, 11, 1, 9, 0, 0, tzinfo=timezone.utc)
+# The documented shape of a launch response (POST /v1/actions/{slug}/run/async).
+LAUNCH_RESPONSE = {
+    "run_id": 10,
+    "run_uid": RUN_UID,
+    "workspace_uid": "w",
+    "user_uid": "u",
+    "action_name": "linkedin-extract-people",
+    "status": "CREATED",
+    "postponed_until": None,
+    "created_at": "2026-11-20T10:00:00Z",
+    "updated_at": "2026-11-20T10:00:00Z",
+}
 
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class Unlimited:
-    """A limiter that never waits, so timing tests see only the retry waits."""
-
-    async def acquire(self, request: httpx.Request) -> None:
-        """Let every request go at once."""
-
-    def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
-        """Ignore all feedback."""
 
 
 class Recorder:
@@ -77,7 +79,7 @@ async def mock_client() -> AsyncIterator[ClientFactory]:
             http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
             stack.push_async_callback(http.aclose)
             kwargs.setdefault("api_key", API_KEY)
-            kwargs.setdefault("limiter", Unlimited())
+            kwargs.setdefault("limiter", NoRateLimit())
             kwargs.setdefault("backoff", ea.Backoff(jitter=0))
             client = ea.AsyncClient(http_client=http, **kwargs)
             stack.push_async_callback(client.aclose)

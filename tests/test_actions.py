@@ -10,19 +10,8 @@ import pytest
 
 import edges_async as ea
 
-from .conftest import RUN_UID, ClientFactory, Recorder
+from .conftest import LAUNCH_RESPONSE, RUN_UID, ClientFactory, Recorder
 
-LAUNCH_RESPONSE = {
-    "run_id": 10,
-    "run_uid": RUN_UID,
-    "workspace_uid": "w",
-    "user_uid": "u",
-    "action_name": "linkedin-extract-people",
-    "status": "CREATED",
-    "postponed_until": None,
-    "created_at": "2026-11-20T10:00:00Z",
-    "updated_at": "2026-11-20T10:00:00Z",
-}
 IDENTITY = "0b4bd5d4-6a5c-4f0e-9d83-333333333333"
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,25 @@ from edges_async.testing import EdgesSimulator, Fault, RunScript, Workspace
 
 class ProcessKilled(Exception):
     """Stands for the process dying at that point."""
+
+
+@contextlib.contextmanager
+def dies_at(monkeypatch: pytest.MonkeyPatch, step: str, call: int) -> Iterator[None]:
+    """The process dies (ProcessKilled) on the ``call``-th run of ``_export.<step>``."""
+    real = getattr(_export, step)
+    calls = 0
+
+    def step_or_die(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            raise ProcessKilled
+        return real(*args)
+
+    monkeypatch.setattr(_export, step, step_or_die)
+    with pytest.raises(ProcessKilled):
+        yield
+    monkeypatch.setattr(_export, step, real)
 
 
 def finished_with(outputs: int) -> RunScript:
@@ -68,20 +89,8 @@ async def test_crash_mid_stream_then_rerun_continues(
     run = simulator.add_run(workspace, script=finished_with(1000))
     await anyio.sleep(2)
     target = tmp_path / "outputs.jsonl"
-    real_append = _export._append
-    appended = 0
-
-    def append_then_die(part: Path, items: Any) -> int:
-        nonlocal appended
-        appended += 1
-        if appended == 3:
-            raise ProcessKilled  # the process dies before the third page lands
-        return real_append(part, items)
-
-    monkeypatch.setattr(_export, "_append", append_then_die)
-    with pytest.raises(ProcessKilled):
+    with dies_at(monkeypatch, "_append", call=3):  # before the third page lands
         await client.runs.export_outputs(run.uid, target, page_size=100)
-    monkeypatch.setattr(_export, "_append", real_append)
     assert not target.exists()
     assert leftovers(target) == ["outputs.jsonl.checkpoint", "outputs.jsonl.part"]
     first_requests = len(simulator.requests)
@@ -104,22 +113,10 @@ async def test_crash_between_a_page_and_its_checkpoint(
     run = simulator.add_run(workspace, script=finished_with(500))
     await anyio.sleep(2)
     target = tmp_path / "outputs.jsonl"
-    real_save = _export._save
-    calls = 0
-
-    def save_then_crash(checkpoint: Path, state: Any) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise OSError("disk pulled out")
-        real_save(checkpoint, state)
-
-    monkeypatch.setattr(_export, "_save", save_then_crash)
-    with pytest.raises(OSError, match="disk pulled out"):
+    with dies_at(monkeypatch, "_save", call=3):  # the third page is in, not recorded
         await client.runs.export_outputs(run.uid, target, page_size=100)
     part = tmp_path / "outputs.jsonl.part"
-    assert len(part.read_text().splitlines()) == 300  # the third page got in, unrecorded
-    monkeypatch.setattr(_export, "_save", real_save)
+    assert len(part.read_text().splitlines()) == 300
     assert await client.runs.export_outputs(run.uid, target, page_size=100) == 500
     assert exported_indices(target) == list(range(500))
 
@@ -135,15 +132,8 @@ async def test_crash_before_the_final_rename(
     run = simulator.add_run(workspace, script=finished_with(300))
     await anyio.sleep(2)
     target = tmp_path / "outputs.jsonl"
-
-    def crash(*args: object) -> None:
-        raise OSError("power cut")
-
-    real_finish = _export._finish
-    monkeypatch.setattr(_export, "_finish", crash)
-    with pytest.raises(OSError, match="power cut"):
+    with dies_at(monkeypatch, "_finish", call=1):
         await client.runs.export_outputs(run.uid, target, page_size=100)
-    monkeypatch.setattr(_export, "_finish", real_finish)
     before = len(simulator.requests)
     assert await client.runs.export_outputs(run.uid, target, page_size=100) == 300
     assert not [r for r in simulator.requests[before:] if r.path.endswith("/outputs")]

@@ -8,7 +8,7 @@ import pytest
 
 import edges_async as ea
 
-from .conftest import RUN_UID
+from .conftest import LAUNCH_RESPONSE, RUN_UID
 
 FULL_RUN = {
     "id": 1234,
@@ -76,20 +76,8 @@ def test_status_shape() -> None:
 
 def test_launch_response_shape() -> None:
     """The launch response's run_id/run_uid fill id/uid."""
-    run = ea.Run.model_validate(
-        {
-            "run_id": 77,
-            "run_uid": RUN_UID,
-            "workspace_uid": "w",
-            "user_uid": "u",
-            "action_name": "linkedin-extract-people",
-            "status": "CREATED",
-            "postponed_until": None,
-            "created_at": "2026-11-20T10:00:00Z",
-            "updated_at": "2026-11-20T10:00:00Z",
-        }
-    )
-    assert (run.id, run.uid, run.status) == (77, RUN_UID, ea.RunStatus.CREATED)
+    run = ea.Run.model_validate(LAUNCH_RESPONSE)
+    assert (run.id, run.uid, run.status) == (10, RUN_UID, ea.RunStatus.CREATED)
 
 
 @pytest.mark.parametrize("value", ["pending", "ARCHIVING", "Weird Status"])

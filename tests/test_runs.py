@@ -10,7 +10,13 @@ import httpx
 import pytest
 
 import edges_async as ea
-from edges_async.testing import EdgesSimulator, RecordedRequest, RunScript, Workspace
+from edges_async.testing import (
+    EdgesSimulator,
+    NoRateLimit,
+    RecordedRequest,
+    RunScript,
+    Workspace,
+)
 
 from .conftest import RUN_UID
 
@@ -275,18 +281,11 @@ async def test_429s_from_the_server_are_retried_after_retry_after(
 ) -> None:
     """Without a client limiter, server 429s are waited out with Retry-After, none lost."""
 
-    class Unlimited:
-        async def acquire(self, request: httpx.Request) -> None:
-            """Never wait."""
-
-        def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
-            """Ignore."""
-
     trial = simulator.add_workspace(api_key="trial-key", plan="trial")
     run = simulator.add_run(trial, action_name=ACTION, script=SCRIPT)
     async with (
         httpx.AsyncClient(transport=simulator.transport()) as http,
-        ea.AsyncClient("trial-key", http_client=http, limiter=Unlimited(), max_retries=10) as c,
+        ea.AsyncClient("trial-key", http_client=http, limiter=NoRateLimit(), max_retries=10) as c,
     ):
         results = []
 

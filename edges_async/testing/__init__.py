@@ -30,6 +30,7 @@ Starlette and uvicorn.
 
 from __future__ import annotations
 
+from .._limiter import NoRateLimit as NoRateLimit
 from ._faults import Fault as Fault
 from ._log import RecordedRequest as RecordedRequest
 from ._rate_limits import WindowKind as WindowKind
@@ -42,6 +43,7 @@ from ._state import Workspace as Workspace
 __all__ = [
     "EdgesSimulator",
     "Fault",
+    "NoRateLimit",
     "RecordedRequest",
     "RunProfile",
     "RunScript",
