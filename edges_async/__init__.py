@@ -43,6 +43,7 @@ from ._models import RunErrorInfo as RunErrorInfo
 from ._models import RunStatus as RunStatus
 from ._pagination import OutputsPage as OutputsPage
 from ._plans import PlanTier as PlanTier
+from ._polling import PollingPolicy as PollingPolicy
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "PaymentRequiredError",
     "PermissionDeniedError",
     "PlanTier",
+    "PollingPolicy",
     "RateLimitError",
     "RateLimiter",
     "Run",

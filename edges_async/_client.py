@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from datetime import timedelta
 from types import TracebackType
 from typing import final
 
+import anyio
 import httpx
 
 from ._backoff import Backoff
@@ -14,7 +19,10 @@ from ._config import resolve_api_key, resolve_base_url, resolve_plan, resolve_ti
 from ._exceptions import ClientClosedError, ConfigurationError
 from ._http import HTTPCore
 from ._limiter import RateLimiter, WorkspaceRateLimiter, workspace_id
+from ._models import Run
+from ._params import check_run_uid, check_run_uids, check_timeout
 from ._plans import PlanTier
+from ._polling import PollingPolicy, RunPoller, StatusCallback
 from .resources import Actions, Runs
 
 __all__ = ["AsyncClient"]
@@ -51,12 +59,23 @@ class AsyncClient:
             ``ASGITransport``); it is never closed by this client.
         limiter: A ``RateLimiter``; by default a ``WorkspaceRateLimiter`` sized
             from ``plan`` and shared by every client of the same workspace.
+        polling: How waiting for runs polls them (see ``PollingPolicy``).
 
     Raises:
         ConfigurationError: No API key, an unknown plan, or an unsafe base URL.
     """
 
-    __slots__ = ("_core", "_http", "_limiter", "_owns_http", "_plan", "_state", "actions", "runs")
+    __slots__ = (
+        "_core",
+        "_http",
+        "_limiter",
+        "_owns_http",
+        "_plan",
+        "_poller",
+        "_state",
+        "actions",
+        "runs",
+    )
 
     def __init__(
         self,
@@ -69,6 +88,7 @@ class AsyncClient:
         backoff: Backoff | None = None,
         http_client: httpx.AsyncClient | None = None,
         limiter: RateLimiter | None = None,
+        polling: PollingPolicy | None = None,
     ) -> None:
         key = resolve_api_key(api_key, os.environ)
         self._plan = resolve_plan(plan, os.environ)
@@ -76,6 +96,8 @@ class AsyncClient:
         resolved_timeout = resolve_timeout(timeout)
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
+        if polling is not None and not isinstance(polling, PollingPolicy):
+            raise ConfigurationError(f"polling must be a PollingPolicy, got {polling!r}.")
         if limiter is not None and not isinstance(limiter, RateLimiter):
             raise ConfigurationError(
                 f"limiter must have acquire() and feedback() methods, got {limiter!r}."
@@ -97,6 +119,13 @@ class AsyncClient:
             max_retries=max_retries,
             backoff=backoff or Backoff(),
             limiter=self._limiter,
+        )
+        self._poller = RunPoller(
+            self._core,
+            plan=self._plan,
+            limiter=self._limiter,
+            policy=polling or PollingPolicy(),
+            backoff=backoff or Backoff(),
         )
         self._state = _State.UNOPENED
         self.runs = Runs(self._core)
@@ -127,6 +156,90 @@ class AsyncClient:
         """Whether the client was closed and refuses further requests."""
         return self._state is _State.CLOSED
 
+    async def wait_for_run(
+        self,
+        run_uid: str | uuid.UUID,
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109 (CONTRACT.md: one deadline)
+        *,
+        on_status_change: StatusCallback | None = None,
+    ) -> Run:
+        """Wait until the run reaches a terminal status; return it.
+
+        Terminal: SUCCEEDED, PARTIAL_SUCCEEDED, FAILED, STOPPED, BLOCKED or
+        INVALID (``TERMINAL_STATUSES``); any other status, known or not, keeps
+        waiting. The run is polled with every other run this client waits for,
+        within the plan's budget (see ``PollingPolicy``).
+
+        Args:
+            run_uid: The run to wait for.
+            timeout: The overall deadline in seconds (or a ``timedelta``);
+                ``None`` waits as long as it takes.
+            on_status_change: Called with the run at each status change seen
+                (a plain function or a coroutine function), e.g. for progress.
+
+        Raises:
+            WaitTimeoutError: The deadline passed; ``.runs`` holds the run as last seen.
+            NotFoundError: The API still did not know the run after a grace period.
+
+        >>> run = await client.wait_for_run(run.uid, timeout=600)
+        >>> run.status, run.output_count
+        """
+        uid = check_run_uid(run_uid)
+        (run,) = await self.wait_for_runs([uid], timeout, on_status_change=on_status_change)
+        return run
+
+    async def wait_for_runs(
+        self,
+        run_uids: Iterable[str | uuid.UUID],
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109 (CONTRACT.md: one deadline)
+        *,
+        on_status_change: StatusCallback | None = None,
+    ) -> list[Run]:
+        """Wait until every run reaches a terminal status; return them in the order given.
+
+        Takes the arguments of :meth:`wait_for_run`, with a collection of run
+        uids; ``timeout`` is the deadline for all of them. Thousands of runs
+        are fine: one request polls up to 100 of them.
+
+        >>> runs = await client.wait_for_runs([run.uid for run in launched], timeout=3600)
+        >>> failed = [run for run in runs if run.status is edges_async.RunStatus.FAILED]
+        """
+        uids = check_run_uids(run_uids)
+        deadline = self._deadline(timeout)
+        finished: dict[str, Run] = {}
+        watched = self._poller.watch(list(dict.fromkeys(uids)), deadline, on_status_change)
+        async with contextlib.aclosing(watched):
+            async for run in watched:
+                finished[run.uid.lower()] = run
+        return [finished[uid] for uid in uids]
+
+    def watch_runs(
+        self,
+        run_uids: Iterable[str | uuid.UUID],
+        timeout: float | timedelta | None = None,
+        *,
+        on_status_change: StatusCallback | None = None,
+    ) -> AsyncIterator[Run]:
+        """Yield each run as it reaches a terminal status, in the order they finish.
+
+        Takes the arguments of :meth:`wait_for_runs` (a run given twice is
+        yielded once); arguments are checked here, before any request. Leaving
+        the loop early stops waiting for the rest.
+
+        >>> async for run in client.watch_runs(uids, timeout=3600):
+        ...     print(run.uid, run.status)
+        """
+        uids = list(dict.fromkeys(check_run_uids(run_uids)))
+        return self._poller.watch(uids, self._deadline(timeout), on_status_change)
+
+    def _deadline(self, timeout: float | timedelta | None) -> float | None:
+        if self._state is _State.CLOSED:
+            raise ClientClosedError(
+                "The client is closed: open a new AsyncClient to wait for runs."
+            )
+        seconds = check_timeout(timeout)
+        return None if seconds is None else anyio.current_time() + seconds
+
     async def __aenter__(self) -> AsyncClient:
         if self._state is _State.CLOSED:
             raise ClientClosedError("This client was closed; create a new AsyncClient.")
@@ -152,6 +265,9 @@ class AsyncClient:
             return
         self._state = _State.CLOSED
         self._core.close()
+        await self._poller.aclose(
+            ClientClosedError("The client was closed while waiting for runs.")
+        )
         if self._owns_http:
             await self._http.aclose()
 

@@ -8,11 +8,13 @@ the one place that knows it.
 from __future__ import annotations
 
 import enum
+import math
 import re
 import uuid
 from collections.abc import Iterable
+from datetime import timedelta
 
-__all__ = ["array_param", "check_int_range", "check_run_uid"]
+__all__ = ["array_param", "check_int_range", "check_run_uid", "check_run_uids", "check_timeout"]
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -24,6 +26,33 @@ def check_run_uid(run_uid: str | uuid.UUID) -> str:
     if not isinstance(run_uid, str) or not _UUID.match(run_uid):
         raise ValueError(f"run_uid must be a UUID like '3f2c...-...', got {run_uid!r}")
     return run_uid.lower()
+
+
+def check_run_uids(run_uids: Iterable[str | uuid.UUID]) -> list[str]:
+    """Run uids in canonical form, in the order given; a single string is a ``TypeError``."""
+    if isinstance(run_uids, (str, bytes, uuid.UUID)):
+        raise TypeError(
+            f"run_uids must be a collection of run uids, not one ({run_uids!r}): "
+            "wrap it in a list, or use wait_for_run"
+        )
+    if not isinstance(run_uids, Iterable):
+        raise TypeError(f"run_uids must be a collection of run uids, got {run_uids!r}")
+    return [check_run_uid(uid) for uid in run_uids]
+
+
+def check_timeout(timeout: float | timedelta | None) -> float | None:
+    """A wait's ``timeout`` in seconds: ``None`` (no deadline) or a number > 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, timedelta):
+        seconds = timeout.total_seconds()
+    elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        seconds = float(timeout)
+    else:
+        raise TypeError(f"timeout must be seconds, a timedelta or None, got {timeout!r}")
+    if not seconds > 0 or math.isnan(seconds):
+        raise ValueError(f"timeout must be > 0 seconds (or None to wait forever), got {timeout!r}")
+    return seconds
 
 
 def check_int_range(name: str, value: int, low: int, high: int | None = None) -> int:

@@ -1,0 +1,593 @@
+"""Waiting for runs: one poller per client, spending one polling budget on every pending run.
+
+Every waiter (``wait_for_run``, ``wait_for_runs``, ``watch_runs``) subscribes to
+the runs it waits for; the client's single :class:`RunPoller` keeps one
+*watch* per pending run, however many waiters share it, and polls them all:
+
+- **Batching.** One ``GET /v1/runs?uid=..&uid=..`` refreshes up to 100 runs;
+  the light ``GET /v1/runs/{uid}/status`` serves a run polled on its own.
+- **Budget.** Polls are paced at the workspace rate the limiter grants (the
+  plan's, less what a 429 or other traffic took) minus ``reserve``, the share
+  left for downloads and launches. The budget is never left idle while runs
+  are pending: each request carries the 100 most urgent runs, so with fewer
+  than 100 pending every request refreshes all of them.
+- **Urgency.** A new run goes first. A polled run is next due after its share
+  of a sweep, ``sweep * sqrt(1 + age / 60 s)``: runs waited on for long are
+  polled gently less often, as a long-running run is less likely to end in
+  the next second than a young one. ``postponed_until`` holds a run back
+  until then (at most ``_MAX_POSTPONE``).
+- **Failures.** Transient errors (connection, 429, 5xx: after the HTTP layer's
+  own retries) pause polling with backoff and never end a wait; any other
+  error ends the waits for the runs concerned. A run the API does not know is
+  asked about again, alone, for ``not_found_grace`` after its wait started
+  (a run just launched may not be readable yet), then ``NotFoundError``.
+
+The poller's loop is one task, started by the first waiter and ended when the
+last one leaves (or the client closes); its requests run in a task group
+inside it, and anything it fails on is handed to the waiters concerned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import inspect
+import itertools
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final, final
+
+import anyio
+import httpx
+import pydantic
+
+from ._backoff import Backoff
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    BadRequestError,
+    InternalServerError,
+    NotFoundError,
+    RateLimitError,
+    WaitTimeoutError,
+)
+from ._http import HTTPCore, QueryParams, decode_json, invalid_response
+from ._limiter import RateLimiter, WorkspaceRateLimiter
+from ._models import Run
+from ._pacer import Pacer
+from ._params import array_param
+from ._plans import PlanTier
+
+__all__ = ["PollingPolicy", "RunPoller", "StatusCallback"]
+
+logger = logging.getLogger("edges_async")
+
+StatusCallback = Callable[[Run], object]
+"""Called with a run each time its status changes; may be a coroutine function."""
+
+MAX_BATCH: Final = 100  # the runs list endpoint's largest page
+_NEW = -1e9  # the urgency of a run never polled: ahead of every polled one
+_AGE_SCALE = 60.0  # seconds over which a run's polling share starts to shrink
+_MAX_POSTPONE = 300.0  # the longest a postponed run goes unpolled
+_NOT_FOUND_RETRY = 1.0  # seconds between asking again about a run not found yet
+_DEFAULT_HEADROOM = 0.95  # as the default limiter, for limiters that do not say
+_DATETIME: Final = pydantic.TypeAdapter(datetime)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class PollingPolicy:
+    """How a client polls the runs it waits for: ``AsyncClient(polling=PollingPolicy(...))``.
+
+    Args:
+        reserve: The share (0 to 0.9) of the workspace's ``/v1/runs`` budget
+            polling leaves to other requests, such as output downloads.
+        not_found_grace: How long after a wait starts a run the API does not
+            know is asked about again before ``NotFoundError`` (a run just
+            launched may not be readable at once).
+        max_in_flight: Poll requests that may be under way at once (latency
+            hiding over slow networks; the budget paces them all the same).
+        wall_clock: The current UTC time, to honour ``postponed_until``.
+    """
+
+    reserve: float = 0.2
+    not_found_grace: float | timedelta = 30.0
+    max_in_flight: int = 4
+    wall_clock: Callable[[], datetime] = field(default=_utc_now, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.reserve <= 0.9:
+            raise ValueError(f"reserve must be between 0 and 0.9, got {self.reserve!r}")
+        grace = _seconds(self.not_found_grace)
+        if not math.isfinite(grace) or grace < 0:
+            raise ValueError(f"not_found_grace must be a finite number >= 0, got {grace!r}")
+        if isinstance(self.max_in_flight, bool) or not 1 <= self.max_in_flight <= 64:
+            raise ValueError(f"max_in_flight must be 1 to 64, got {self.max_in_flight!r}")
+
+
+# Events handed from the poller to a subscription.
+_CHANGED, _DONE, _FAILED = "changed", "done", "failed"
+_Event = tuple[str, str, Any]
+
+
+@final
+class _Subscription:
+    """One waiter's view: the runs it still waits for and the events not yet taken."""
+
+    __slots__ = ("events", "pending", "signal", "wants_changes")
+
+    def __init__(self, uids: list[str], wants_changes: bool) -> None:
+        self.pending = set(uids)
+        self.wants_changes = wants_changes
+        self.events: deque[_Event] = deque()
+        self.signal = asyncio.Event()
+
+    def push(self, event: _Event) -> None:
+        self.events.append(event)
+        self.signal.set()
+
+    async def next_event(self) -> _Event:
+        while not self.events:
+            self.signal.clear()
+            await self.signal.wait()
+        return self.events.popleft()
+
+
+@final
+class _Watch:
+    """The poller's state of one pending run, shared by every waiter of that run."""
+
+    __slots__ = (
+        "alone",
+        "item",
+        "queued",
+        "run",
+        "seen",
+        "since",
+        "status",
+        "subscribers",
+        "uid",
+    )
+
+    def __init__(self, uid: str, since: float) -> None:
+        self.uid = uid
+        self.since = since  # loop time its wait started
+        self.subscribers: set[_Subscription] = set()
+        self.item: dict[str, Any] | None = None  # the latest raw run object
+        self.run: Run | None = None  # the run as of its latest status change
+        self.status: object = None
+        self.seen = False
+        self.alone = False  # missing from a list answer: ask /status about it alone
+        self.queued = -1  # the sequence number of its live heap entry, -1 when none
+
+    def last_state(self) -> Run:
+        """The run as last seen (only its uid when never seen)."""
+        if self.item is not None:
+            with contextlib.suppress(pydantic.ValidationError):
+                return Run.model_validate(self.item)
+        return self.run if self.run is not None else Run(uid=self.uid)
+
+    def __repr__(self) -> str:
+        return f"<_Watch {self.uid} status={self.status!r} waiters={len(self.subscribers)}>"
+
+
+_Entry = tuple[float, int, _Watch]
+
+
+@final
+class RunPoller:
+    """Polls every run its client's waiters wait for, within one share of the budget."""
+
+    __slots__ = (
+        "_backoff",
+        "_batching",
+        "_core",
+        "_failures",
+        "_limiter",
+        "_pacer",
+        "_plan",
+        "_policy",
+        "_postponed",
+        "_ready",
+        "_resume_at",
+        "_sequence",
+        "_task",
+        "_wake",
+        "_watches",
+        "requests_sent",
+    )
+
+    def __init__(
+        self,
+        core: HTTPCore,
+        *,
+        plan: PlanTier,
+        limiter: RateLimiter,
+        policy: PollingPolicy,
+        backoff: Backoff,
+    ) -> None:
+        self._core = core
+        self._plan = plan
+        self._limiter = limiter
+        self._policy = policy
+        self._backoff = backoff
+        self._watches: dict[str, _Watch] = {}
+        self._ready: list[_Entry] = []  # by urgency: the next batches come from here
+        self._postponed: list[_Entry] = []  # by the loop time they may be polled again
+        self._sequence = itertools.count()
+        self._pacer = Pacer(self._poll_interval())
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._batching = True
+        self._failures = 0
+        self._resume_at = -math.inf
+        self.requests_sent = 0
+
+    # -- the budget ------------------------------------------------------------
+
+    def _poll_interval(self) -> float:
+        """Seconds between two polls: the runs budget granted now, less the reserve."""
+        if isinstance(self._limiter, WorkspaceRateLimiter):
+            # What the limiter grants now: less after a 429 or with others on the workspace.
+            per_minute = self._limiter.statistics().current_rate
+        else:
+            per_second_cap = self._plan.requests_per_second * 60
+            per_minute = min(self._plan.requests_per_minute, per_second_cap) * _DEFAULT_HEADROOM
+        return 60.0 / (per_minute * (1.0 - self._policy.reserve))
+
+    # -- waiters ---------------------------------------------------------------
+
+    async def watch(
+        self, uids: list[str], deadline: float | None, on_status_change: StatusCallback | None
+    ) -> AsyncGenerator[Run, None]:
+        """Yield each run of ``uids`` (distinct, canonical) as it ends; see ``watch_runs``."""
+        subscription = self._subscribe(uids, on_status_change is not None)
+        try:
+            while subscription.pending:
+                kind, uid, payload = await self._next_event(subscription, deadline, len(uids))
+                if kind == _CHANGED:
+                    assert on_status_change is not None
+                    outcome = on_status_change(payload)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                    continue
+                subscription.pending.discard(uid)
+                if kind == _FAILED:
+                    raise payload
+                yield payload
+        finally:
+            self._unsubscribe(subscription)
+
+    async def _next_event(
+        self, subscription: _Subscription, deadline: float | None, total: int
+    ) -> _Event:
+        if deadline is None:
+            return await subscription.next_event()
+        with anyio.move_on_after(deadline - anyio.current_time()):
+            return await subscription.next_event()
+        pending = [self._last_state(uid) for uid in sorted(subscription.pending)]
+        raise WaitTimeoutError(
+            f"{len(pending)} of {total} runs still pending at the deadline",
+            runs=pending,
+        )
+
+    def _last_state(self, uid: str) -> Run:
+        watch = self._watches.get(uid)
+        return watch.last_state() if watch is not None else Run(uid=uid)
+
+    def _subscribe(self, uids: list[str], wants_changes: bool) -> _Subscription:
+        subscription = _Subscription(uids, wants_changes)
+        now = anyio.current_time()
+        for uid in uids:
+            watch = self._watches.get(uid)
+            if watch is None:
+                watch = self._watches[uid] = _Watch(uid, now)
+                self._enqueue(watch, _NEW + now)
+            watch.subscribers.add(subscription)
+            if wants_changes and watch.run is not None:
+                subscription.push((_CHANGED, uid, watch.run))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="edges_async run poller"
+            )
+        self._wake.set()
+        return subscription
+
+    def _unsubscribe(self, subscription: _Subscription) -> None:
+        for uid in subscription.pending:
+            watch = self._watches.get(uid)
+            if watch is None:
+                continue
+            watch.subscribers.discard(subscription)
+            if not watch.subscribers:
+                self._forget(watch)
+        if not self._watches and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def _forget(self, watch: _Watch) -> None:
+        del self._watches[watch.uid]
+        watch.queued = -1
+
+    # -- scheduling ------------------------------------------------------------
+
+    def _enqueue(self, watch: _Watch, urgency: float) -> None:
+        watch.queued = next(self._sequence)
+        heapq.heappush(self._ready, (urgency, watch.queued, watch))
+
+    def _postpone(self, watch: _Watch, until: float) -> None:
+        watch.queued = next(self._sequence)
+        heapq.heappush(self._postponed, (until, watch.queued, watch))
+
+    def _reschedule(self, watch: _Watch, now: float) -> None:
+        """Queue a polled run again, at its share of a sweep over the pending runs."""
+        sweeps = max(1, math.ceil(len(self._watches) / MAX_BATCH))
+        sweep = sweeps * self._pacer.interval
+        age = now - watch.since
+        urgency = now + sweep * math.sqrt(1.0 + age / _AGE_SCALE)
+        postponed = self._postponed_for(watch)
+        if postponed > 0:
+            self._postpone(watch, now + postponed)
+        else:
+            self._enqueue(watch, urgency)
+
+    def _postponed_for(self, watch: _Watch) -> float:
+        """Seconds the API asks us to wait before the run can change (0 if none)."""
+        raw = watch.item.get("postponed_until") if watch.item is not None else None
+        if not raw:
+            return 0.0
+        try:
+            until = _DATETIME.validate_python(raw)
+        except pydantic.ValidationError:
+            return 0.0
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=timezone.utc)
+        seconds = (until - self._policy.wall_clock()).total_seconds()
+        return min(max(seconds, 0.0), _MAX_POSTPONE)
+
+    def _ripen(self, now: float) -> None:
+        """Move the postponed runs whose time has come to the ready queue."""
+        while self._postponed and self._postponed[0][0] <= now:
+            _, sequence, watch = heapq.heappop(self._postponed)
+            if watch.queued == sequence:
+                self._enqueue(watch, _NEW + watch.since)
+
+    def _has_ready(self) -> bool:
+        ready = self._ready
+        while ready and ready[0][2].queued != ready[0][1]:
+            heapq.heappop(ready)  # stale: re-queued since, or no longer waited for
+        return bool(ready)
+
+    def _take_batch(self) -> list[_Watch]:
+        """The most urgent runs, up to one request's worth; a run to ask alone goes alone."""
+        size = MAX_BATCH if self._batching else 1
+        batch: list[_Watch] = []
+        put_back: list[_Entry] = []
+        while self._ready and len(batch) < size:
+            entry = heapq.heappop(self._ready)
+            watch = entry[2]
+            if watch.queued != entry[1]:
+                continue
+            if watch.alone and batch:
+                put_back.append(entry)
+                continue
+            watch.queued = -1
+            batch.append(watch)
+            if watch.alone:
+                break
+        for entry in put_back:
+            heapq.heappush(self._ready, entry)
+        return batch
+
+    # -- the loop --------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            async with anyio.create_task_group() as requests:
+                in_flight = anyio.Semaphore(self._policy.max_in_flight)
+                while self._watches:
+                    await in_flight.acquire()
+                    batch = await self._next_batch()
+                    if not batch:
+                        in_flight.release()
+                        continue
+                    requests.start_soon(self._poll, batch, in_flight)
+        except Exception as exc:  # a bug, not an API answer: no waiter may hang on it
+            logger.exception("The run poller failed")
+            for watch in list(self._watches.values()):
+                self._fail(watch, exc)
+
+    async def _next_batch(self) -> list[_Watch]:
+        """Wait until runs are ready and the budget has room; then the batch to poll."""
+        while self._watches:
+            now = anyio.current_time()
+            self._ripen(now)
+            if self._has_ready() and now >= self._resume_at:
+                self._pacer.interval = self._poll_interval()
+                await self._pacer.wait()
+                self._ripen(anyio.current_time())
+                return self._take_batch()
+            wake_at = self._resume_at if self._has_ready() else math.inf
+            if self._postponed:
+                wake_at = min(wake_at, self._postponed[0][0])
+            self._wake.clear()
+            with anyio.move_on_after(wake_at - now if wake_at < math.inf else math.inf):
+                await self._wake.wait()
+        return []
+
+    async def _poll(self, batch: list[_Watch], in_flight: anyio.Semaphore) -> None:
+        try:
+            if len(batch) == 1:
+                await self._poll_alone(batch[0])
+            else:
+                await self._poll_together(batch)
+        finally:
+            in_flight.release()
+            self._wake.set()
+
+    async def _poll_together(self, batch: list[_Watch]) -> None:
+        uids = [watch.uid for watch in batch]
+        params: QueryParams = [*array_param("uid", uids), ("limit", len(uids))]
+        try:
+            self.requests_sent += 1
+            response = await self._core.get("/runs", params)
+            items = decode_json(response)
+            if not isinstance(items, list):
+                raise invalid_response(response, "expected a JSON array")
+        except BadRequestError as exc:
+            # API.md: the repeated-key form of array filters is not confirmed
+            # for every route. Polling each run alone still works.
+            logger.warning("The runs list refused a uid filter (%s): polling runs one by one", exc)
+            self._batching = False
+            self._requeue(batch)
+            return
+        except Exception as exc:
+            self._on_error(batch, exc)
+            return
+        self._failures = 0
+        found: dict[str, dict[str, Any]] = {}
+        for item in items:
+            if isinstance(item, dict):
+                uid = item.get("uid", item.get("run_uid"))
+                if isinstance(uid, str):
+                    found[uid.lower()] = item
+        now = anyio.current_time()
+        for watch in batch:
+            item = found.get(watch.uid)
+            if item is None:
+                watch.alone = True  # confirm on its own: a 404 says more than silence
+                self._enqueue(watch, _NEW + watch.since)
+            else:
+                self._observe(watch, item, now, response, light=False)
+
+    async def _poll_alone(self, watch: _Watch) -> None:
+        try:
+            self.requests_sent += 1
+            response = await self._core.get(f"/runs/{watch.uid}/status")
+            item = decode_json(response)
+            if not isinstance(item, dict):
+                raise invalid_response(response, "expected a JSON object")
+        except NotFoundError as exc:
+            grace = _seconds(self._policy.not_found_grace)
+            now = anyio.current_time()
+            if watch.seen or now - watch.since >= grace:
+                self._fail(watch, exc)
+            elif watch.uid in self._watches:
+                self._postpone(watch, now + min(_NOT_FOUND_RETRY, grace))
+            return
+        except Exception as exc:
+            self._on_error([watch], exc)
+            return
+        self._failures = 0
+        watch.alone = False
+        if self._observe(watch, item, anyio.current_time(), response, light=True):
+            await self._finish_in_full(watch)
+
+    def _observe(
+        self,
+        watch: _Watch,
+        item: dict[str, Any],
+        now: float,
+        response: httpx.Response,
+        *,
+        light: bool,
+    ) -> bool:
+        """Take in a fresh run object; True when a light one shows the run ended."""
+        if self._watches.get(watch.uid) is not watch:
+            return False  # nobody waits for it any more
+        watch.seen = True
+        watch.item = item
+        status = item.get("status")
+        if status != watch.status or watch.run is None:
+            try:
+                run = Run.model_validate(item)
+            except pydantic.ValidationError as exc:
+                self._fail(watch, invalid_response(response, f"unexpected run {watch.uid}", exc))
+                return False
+            watch.status, watch.run = status, run
+            for subscription in watch.subscribers:
+                if subscription.wants_changes:
+                    subscription.push((_CHANGED, watch.uid, run))
+            if run.is_terminal:
+                if light:
+                    return True
+                self._done(watch, run)
+                return False
+        self._reschedule(watch, now)
+        return False
+
+    async def _finish_in_full(self, watch: _Watch) -> None:
+        """Hand over the full run object of a run seen ending through ``/status``."""
+        assert watch.run is not None
+        run = watch.run
+        try:
+            self.requests_sent += 1
+            full = Run.model_validate(decode_json(await self._core.get(f"/runs/{watch.uid}")))
+        except (pydantic.ValidationError, APIStatusError, APIConnectionError) as exc:
+            logger.debug("Kept the /status view of ended run %s: %s", watch.uid, exc)
+        else:
+            if full.is_terminal:
+                run = full
+        if self._watches.get(watch.uid) is watch:
+            self._done(watch, run)
+
+    def _done(self, watch: _Watch, run: Run) -> None:
+        for subscription in watch.subscribers:
+            subscription.push((_DONE, watch.uid, run))
+        self._forget(watch)
+
+    def _fail(self, watch: _Watch, exc: BaseException) -> None:
+        if self._watches.get(watch.uid) is not watch:
+            return
+        for subscription in watch.subscribers:
+            subscription.push((_FAILED, watch.uid, exc))
+        self._forget(watch)
+
+    def _on_error(self, batch: list[_Watch], exc: Exception) -> None:
+        """Back off and poll again after a transient failure; end the waits after any other."""
+        if isinstance(exc, (APIConnectionError, RateLimitError, InternalServerError)) or (
+            isinstance(exc, APIStatusError) and exc.status_code == 408
+        ):
+            delay = self._backoff.delay(min(self._failures, 16))
+            self._failures += 1
+            self._resume_at = max(self._resume_at, anyio.current_time() + delay)
+            logger.warning("Polling runs failed (%s); polling again in %.1f s", exc, delay)
+            self._requeue(batch)
+            return
+        for watch in batch:
+            self._fail(watch, exc)
+
+    def _requeue(self, batch: list[_Watch]) -> None:
+        for watch in batch:
+            if self._watches.get(watch.uid) is watch:
+                self._enqueue(watch, _NEW + watch.since)
+
+    # -- closing ---------------------------------------------------------------
+
+    async def aclose(self, exc: BaseException) -> None:
+        """Stop polling; every waiter still waiting gets ``exc``."""
+        for watch in list(self._watches.values()):
+            self._fail(watch, exc)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def __repr__(self) -> str:
+        return (
+            f"<RunPoller pending={len(self._watches)} interval={self._pacer.interval:.3f}s "
+            f"requests={self.requests_sent}>"
+        )
