@@ -14,7 +14,14 @@ import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 
-__all__ = ["array_param", "check_int_range", "check_run_uid", "check_run_uids", "check_timeout"]
+__all__ = [
+    "array_param",
+    "check_int_range",
+    "check_run_uid",
+    "check_run_uids",
+    "check_timeout",
+    "uid_filter_query",
+]
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -98,3 +105,13 @@ def array_param(
         return [(name, _wire_value(item)) for item in items]
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None
+
+
+def uid_filter_query(run_uids: Iterable[str], limit: int) -> str:
+    """The query string of a runs list filtered by uid: ``uid=a&uid=b&limit=2``.
+
+    For uids from :func:`check_run_uid` only: their characters need no
+    escaping, so the string is joined directly, without the cost of encoding a
+    list of pairs (it matters when polling sends hundreds of these a minute).
+    """
+    return "".join(f"uid={uid}&" for uid in run_uids) + f"limit={limit}"

@@ -56,11 +56,11 @@ from ._exceptions import (
     RateLimitError,
     WaitTimeoutError,
 )
-from ._http import HTTPCore, QueryParams, decode_json, invalid_response
+from ._http import HTTPCore, decode_json, invalid_response
 from ._limiter import RateLimiter, WorkspaceRateLimiter
 from ._models import Run
 from ._pacer import Pacer
-from ._params import array_param
+from ._params import uid_filter_query
 from ._plans import PlanTier
 
 __all__ = ["PollingPolicy", "RunPoller", "StatusCallback"]
@@ -153,7 +153,6 @@ class _Watch:
         "alone",
         "item",
         "queued",
-        "run",
         "seen",
         "since",
         "status",
@@ -165,8 +164,9 @@ class _Watch:
         self.uid = uid
         self.since = since  # loop time its wait started
         self.subscribers: set[_Subscription] = set()
-        self.item: dict[str, Any] | None = None  # the latest raw run object
-        self.run: Run | None = None  # the run as of its latest status change
+        # The latest raw run object: a pydantic Run is built only when the
+        # status changes (or someone asks), a third of the memory per run.
+        self.item: dict[str, Any] | None = None
         self.status: object = None
         self.seen = False
         self.alone = False  # missing from a list answer: ask /status about it alone
@@ -177,7 +177,7 @@ class _Watch:
         if self.item is not None:
             with contextlib.suppress(pydantic.ValidationError):
                 return Run.model_validate(self.item)
-        return self.run if self.run is not None else Run(uid=self.uid)
+        return Run(uid=self.uid, status=self.status)
 
     def __repr__(self) -> str:
         return f"<_Watch {self.uid} status={self.status!r} waiters={len(self.subscribers)}>"
@@ -196,6 +196,7 @@ class RunPoller:
         "_core",
         "_failures",
         "_limiter",
+        "_list_url",
         "_pacer",
         "_plan",
         "_policy",
@@ -219,6 +220,7 @@ class RunPoller:
         backoff: Backoff,
     ) -> None:
         self._core = core
+        self._list_url = core.url("/runs")
         self._plan = plan
         self._limiter = limiter
         self._policy = policy
@@ -296,8 +298,8 @@ class RunPoller:
                 watch = self._watches[uid] = _Watch(uid, now)
                 self._enqueue(watch, _NEW + now)
             watch.subscribers.add(subscription)
-            if wants_changes and watch.run is not None:
-                subscription.push((_CHANGED, uid, watch.run))
+            if wants_changes and watch.seen:
+                subscription.push((_CHANGED, uid, watch.last_state()))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="edges_async run poller"
@@ -331,17 +333,19 @@ class RunPoller:
         watch.queued = next(self._sequence)
         heapq.heappush(self._postponed, (until, watch.queued, watch))
 
-    def _reschedule(self, watch: _Watch, now: float) -> None:
+    def _sweep(self) -> float:
+        """Seconds one pass over every pending run takes at the current pace."""
+        requests = max(1, math.ceil(len(self._watches) / MAX_BATCH))
+        return requests * self._pacer.interval
+
+    def _reschedule(self, watch: _Watch, now: float, sweep: float) -> None:
         """Queue a polled run again, at its share of a sweep over the pending runs."""
-        sweeps = max(1, math.ceil(len(self._watches) / MAX_BATCH))
-        sweep = sweeps * self._pacer.interval
-        age = now - watch.since
-        urgency = now + sweep * math.sqrt(1.0 + age / _AGE_SCALE)
-        postponed = self._postponed_for(watch)
-        if postponed > 0:
-            self._postpone(watch, now + postponed)
-        else:
-            self._enqueue(watch, urgency)
+        if watch.item is not None and watch.item.get("postponed_until"):
+            postponed = self._postponed_for(watch)
+            if postponed > 0:
+                self._postpone(watch, now + postponed)
+                return
+        self._enqueue(watch, now + sweep * math.sqrt(1.0 + (now - watch.since) / _AGE_SCALE))
 
     def _postponed_for(self, watch: _Watch) -> float:
         """Seconds the API asks us to wait before the run can change (0 if none)."""
@@ -438,11 +442,10 @@ class RunPoller:
             self._wake.set()
 
     async def _poll_together(self, batch: list[_Watch]) -> None:
-        uids = [watch.uid for watch in batch]
-        params: QueryParams = [*array_param("uid", uids), ("limit", len(uids))]
+        query = uid_filter_query([watch.uid for watch in batch], limit=len(batch))
         try:
             self.requests_sent += 1
-            response = await self._core.get("/runs", params)
+            response = await self._core.get(self._list_url.copy_with(query=query.encode()))
             items = decode_json(response)
             if not isinstance(items, list):
                 raise invalid_response(response, "expected a JSON array")
@@ -457,20 +460,16 @@ class RunPoller:
             self._on_error(batch, exc)
             return
         self._failures = 0
-        found: dict[str, dict[str, Any]] = {}
+        now, sweep = anyio.current_time(), self._sweep()
+        asked = {watch.uid: watch for watch in batch}
         for item in items:
-            if isinstance(item, dict):
-                uid = item.get("uid", item.get("run_uid"))
-                if isinstance(uid, str):
-                    found[uid.lower()] = item
-        now = anyio.current_time()
-        for watch in batch:
-            item = found.get(watch.uid)
-            if item is None:
-                watch.alone = True  # confirm on its own: a 404 says more than silence
-                self._enqueue(watch, _NEW + watch.since)
-            else:
-                self._observe(watch, item, now, response, light=False)
+            uid = item.get("uid", item.get("run_uid")) if isinstance(item, dict) else None
+            watch = asked.pop(uid.lower(), None) if isinstance(uid, str) else None
+            if watch is not None:
+                self._observe(watch, item, now, sweep, response, light=False)
+        for watch in asked.values():
+            watch.alone = True  # confirm on its own: a 404 says more than silence
+            self._enqueue(watch, _NEW + watch.since)
 
     async def _poll_alone(self, watch: _Watch) -> None:
         try:
@@ -492,46 +491,47 @@ class RunPoller:
             return
         self._failures = 0
         watch.alone = False
-        if self._observe(watch, item, anyio.current_time(), response, light=True):
-            await self._finish_in_full(watch)
+        now = anyio.current_time()
+        ended = self._observe(watch, item, now, self._sweep(), response, light=True)
+        if ended is not None:
+            await self._finish_in_full(watch, ended)
 
     def _observe(
         self,
         watch: _Watch,
         item: dict[str, Any],
         now: float,
+        sweep: float,
         response: httpx.Response,
         *,
         light: bool,
-    ) -> bool:
-        """Take in a fresh run object; True when a light one shows the run ended."""
+    ) -> Run | None:
+        """Take in a fresh run object; the run when a light one shows it ended."""
         if self._watches.get(watch.uid) is not watch:
-            return False  # nobody waits for it any more
-        watch.seen = True
-        watch.item = item
+            return None  # nobody waits for it any more
         status = item.get("status")
-        if status != watch.status or watch.run is None:
+        changed = status != watch.status or not watch.seen
+        watch.seen, watch.item = True, item
+        if changed:
             try:
                 run = Run.model_validate(item)
             except pydantic.ValidationError as exc:
                 self._fail(watch, invalid_response(response, f"unexpected run {watch.uid}", exc))
-                return False
-            watch.status, watch.run = status, run
+                return None
+            watch.status = status
             for subscription in watch.subscribers:
                 if subscription.wants_changes:
                     subscription.push((_CHANGED, watch.uid, run))
             if run.is_terminal:
                 if light:
-                    return True
+                    return run
                 self._done(watch, run)
-                return False
-        self._reschedule(watch, now)
-        return False
+                return None
+        self._reschedule(watch, now, sweep)
+        return None
 
-    async def _finish_in_full(self, watch: _Watch) -> None:
+    async def _finish_in_full(self, watch: _Watch, run: Run) -> None:
         """Hand over the full run object of a run seen ending through ``/status``."""
-        assert watch.run is not None
-        run = watch.run
         try:
             self.requests_sent += 1
             full = Run.model_validate(decode_json(await self._core.get(f"/runs/{watch.uid}")))
