@@ -49,15 +49,6 @@ def build_simulator() -> EdgesSimulator:
     return simulator
 
 
-async def wait_simply(client: ea.AsyncClient, run_uid: str, every: float = 1.0) -> ea.Run:
-    """Poll the light status endpoint until the run reaches a terminal status."""
-    while True:
-        run = await client.runs.status(run_uid)
-        if run.is_terminal:
-            return run
-        await anyio.sleep(every)
-
-
 async def main() -> None:
     """Launch one run per profile, wait for all of them, print what they found."""
     simulator = build_simulator()
@@ -72,23 +63,24 @@ async def main() -> None:
         ]
         print(f"Launched {len(launched)} runs of {ACTION} on a {PLAN.value} workspace.\n")
 
-        finished: dict[str, ea.Run] = {}
+        def progress(run: ea.Run) -> None:
+            print(f"  {time.monotonic() - started:4.1f} s  {run.uid}  {run.status!s}")
 
-        async def wait_and_report(run_uid: str) -> None:
-            run = await wait_simply(client, run_uid)
-            finished[run_uid] = run
-            print(f"  {run_uid}  {run.status!s:<18} after {time.monotonic() - started:4.1f} s")
+        # One poller watches every run (one list request refreshes up to 100),
+        # within the plan's budget; each run comes back as soon as it ends.
+        print("Status changes:")
+        finished = [
+            run
+            async for run in client.watch_runs(
+                [run.uid for run in launched], timeout=120, on_status_change=progress
+            )
+        ]
 
-        async with anyio.create_task_group() as group:
-            for run in launched:
-                group.start_soon(wait_and_report, run.uid)
-
-        print("\nOutputs:")
-        for run in launched:
-            detail = await client.runs.get(run.uid)
-            print(f"  {run.uid}  {detail.status!s}, {detail.output_count} outputs")
-            if detail.last_error is not None:
-                print(f"      last_error: {detail.last_error.label}: {detail.last_error.message}")
+        print("\nFinished runs and their outputs, in the order they ended:")
+        for run in finished:
+            print(f"  {run.uid}  {run.status!s}, {run.output_count} outputs")
+            if run.last_error is not None:
+                print(f"      last_error: {run.last_error.label}: {run.last_error.message}")
             async for output in client.runs.outputs(run.uid):
                 print(f"      #{output['index']} {output['full_name']}: {output['headline']}")
 
