@@ -255,10 +255,12 @@ class RunPoller:
         self, uids: list[str], deadline: float | None, on_status_change: StatusCallback | None
     ) -> AsyncGenerator[Run, None]:
         """Yield each run of ``uids`` (distinct, canonical) as it ends; see ``watch_runs``."""
+        if not uids:
+            return
         subscription = self._subscribe(uids, on_status_change is not None)
         try:
             while subscription.pending:
-                kind, uid, payload = await self._next_event(subscription, deadline, len(uids))
+                kind, uid, payload = await self._next_event(subscription, deadline, uids)
                 if kind == _CHANGED:
                     assert on_status_change is not None
                     outcome = on_status_change(payload)
@@ -273,15 +275,15 @@ class RunPoller:
             self._unsubscribe(subscription)
 
     async def _next_event(
-        self, subscription: _Subscription, deadline: float | None, total: int
+        self, subscription: _Subscription, deadline: float | None, uids: list[str]
     ) -> _Event:
         if deadline is None:
             return await subscription.next_event()
         with anyio.move_on_after(deadline - anyio.current_time()):
             return await subscription.next_event()
-        pending = [self._last_state(uid) for uid in sorted(subscription.pending)]
+        pending = [self._last_state(uid) for uid in uids if uid in subscription.pending]
         raise WaitTimeoutError(
-            f"{len(pending)} of {total} runs still pending at the deadline",
+            f"{len(pending)} of {len(uids)} runs still pending at the deadline",
             runs=pending,
         )
 
@@ -301,6 +303,10 @@ class RunPoller:
             if wants_changes and watch.seen:
                 subscription.push((_CHANGED, uid, watch.last_state()))
         if self._task is None or self._task.done():
+            # Fresh primitives for each run of the loop: they bind to the event
+            # loop they are first used in, and a client may outlive one.
+            self._wake = asyncio.Event()
+            self._pacer = Pacer(self._poll_interval())
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="edges_async run poller"
             )

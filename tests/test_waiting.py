@@ -440,3 +440,18 @@ def test_polling_policy_refuses_nonsense() -> None:
     ):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             ea.PollingPolicy(**kwargs)
+
+
+def test_one_client_can_wait_in_two_event_loops_in_turn(simulator: EdgesSimulator) -> None:
+    """The poller's primitives are made per run of its loop: a second asyncio.run works too."""
+    workspace = simulator.add_workspace(api_key="sk-loops", plan="gold")
+    http = httpx.AsyncClient(transport=simulator.transport())
+    client = ea.AsyncClient("sk-loops", plan="gold", http_client=http)
+
+    async def wait_for_a_finished_run() -> ea.Run:
+        (uid,) = seed(simulator, workspace, RunScript(steps=(("SUCCEEDED", 0.0),)))
+        return await client.wait_for_run(uid)
+
+    assert asyncio.run(wait_for_a_finished_run()).status is ea.RunStatus.SUCCEEDED
+    assert asyncio.run(wait_for_a_finished_run()).status is ea.RunStatus.SUCCEEDED
+    asyncio.run(client.aclose())
