@@ -326,6 +326,13 @@ class WorkspaceRateLimiter:
         """The share of the plan's rate this limiter aims to use."""
         return self._headroom
 
+    @property
+    def current_rate(self) -> float:
+        """Requests per minute the workspace's ``/v1/runs`` routes are paced at now."""
+        if self._budgets is None:
+            return float(self._plan.requests_per_minute) * self._headroom
+        return self._budgets.groups["runs"].current_rate
+
     def _current(self) -> _WorkspaceBudgets:
         loop = asyncio.get_running_loop()
         if self._budgets is None or self._loop is not loop:

@@ -107,11 +107,13 @@ def array_param(
         raise ValueError(f"{name}: {exc}") from None
 
 
-def uid_filter_query(run_uids: Iterable[str], limit: int) -> str:
+def uid_filter_query(run_uids: Iterable[str], *, limit: int, statuses: Iterable[str] = ()) -> str:
     """The query string of a runs list filtered by uid: ``uid=a&uid=b&limit=2``.
 
-    For uids from :func:`check_run_uid` only: their characters need no
-    escaping, so the string is joined directly, without the cost of encoding a
-    list of pairs (it matters when polling sends hundreds of these a minute).
+    For uids from :func:`check_run_uid` and status names only: their characters
+    need no escaping, so the string is joined directly, without the cost of
+    encoding a list of pairs (it matters when polling sends hundreds of these a
+    minute).
     """
-    return "".join(f"uid={uid}&" for uid in run_uids) + f"limit={limit}"
+    pairs = [*(f"uid={uid}" for uid in run_uids), *(f"status={name}" for name in statuses)]
+    return "&".join([*pairs, f"limit={limit}"])

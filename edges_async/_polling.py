@@ -58,7 +58,7 @@ from ._exceptions import (
 )
 from ._http import HTTPCore, decode_json, invalid_response
 from ._limiter import RateLimiter, WorkspaceRateLimiter
-from ._models import Run
+from ._models import TERMINAL_STATUSES, Run
 from ._pacer import Pacer
 from ._params import uid_filter_query
 from ._plans import PlanTier
@@ -77,6 +77,14 @@ _MAX_POSTPONE = 300.0  # the longest a postponed run goes unpolled
 _NOT_FOUND_RETRY = 1.0  # seconds between asking again about a run not found yet
 _DEFAULT_HEADROOM = 0.95  # as the default limiter, for limiters that do not say
 _DATETIME: Final = pydantic.TypeAdapter(datetime)
+_FULL_EVERY = 10  # one list poll in this many asks for every run, ended or not
+_TERMINAL_VALUES: Final = tuple(sorted(status.value for status in TERMINAL_STATUSES))
+
+
+def _now() -> float:
+    # The loop's clock, as anyio.current_time() but without looking up the
+    # async backend on every call (the poller reads it per batch).
+    return asyncio.get_running_loop().time()
 
 
 def _utc_now() -> datetime:
@@ -151,6 +159,7 @@ class _Watch:
 
     __slots__ = (
         "alone",
+        "followed",
         "item",
         "queued",
         "seen",
@@ -170,6 +179,7 @@ class _Watch:
         self.status: object = None
         self.seen = False
         self.alone = False  # missing from a list answer: ask /status about it alone
+        self.followed = 0  # subscribers that want every status change
         self.queued = -1  # the sequence number of its live heap entry, -1 when none
 
     def last_state(self) -> Run:
@@ -196,6 +206,7 @@ class RunPoller:
         "_core",
         "_failures",
         "_limiter",
+        "_list_polls",
         "_list_url",
         "_pacer",
         "_plan",
@@ -221,6 +232,7 @@ class RunPoller:
     ) -> None:
         self._core = core
         self._list_url = core.url("/runs")
+        self._list_polls = 0
         self._plan = plan
         self._limiter = limiter
         self._policy = policy
@@ -243,7 +255,7 @@ class RunPoller:
         """Seconds between two polls: the runs budget granted now, less the reserve."""
         if isinstance(self._limiter, WorkspaceRateLimiter):
             # What the limiter grants now: less after a 429 or with others on the workspace.
-            per_minute = self._limiter.statistics().current_rate
+            per_minute = self._limiter.current_rate
         else:
             per_second_cap = self._plan.requests_per_second * 60
             per_minute = min(self._plan.requests_per_minute, per_second_cap) * _DEFAULT_HEADROOM
@@ -272,14 +284,19 @@ class RunPoller:
                     raise payload
                 yield payload
         finally:
-            self._unsubscribe(subscription)
+            stopping = self._unsubscribe(subscription)
+            if stopping is not None:
+                # The last waiter leaves: it sees the poller out, so no task outlives it.
+                stopping.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait({stopping})
 
     async def _next_event(
         self, subscription: _Subscription, deadline: float | None, uids: list[str]
     ) -> _Event:
         if deadline is None:
             return await subscription.next_event()
-        with anyio.move_on_after(deadline - anyio.current_time()):
+        with anyio.move_on_after(deadline - _now()):
             return await subscription.next_event()
         pending = [self._last_state(uid) for uid in uids if uid in subscription.pending]
         raise WaitTimeoutError(
@@ -293,13 +310,14 @@ class RunPoller:
 
     def _subscribe(self, uids: list[str], wants_changes: bool) -> _Subscription:
         subscription = _Subscription(uids, wants_changes)
-        now = anyio.current_time()
+        now = _now()
         for uid in uids:
             watch = self._watches.get(uid)
             if watch is None:
                 watch = self._watches[uid] = _Watch(uid, now)
                 self._enqueue(watch, _NEW + now)
             watch.subscribers.add(subscription)
+            watch.followed += wants_changes
             if wants_changes and watch.seen:
                 subscription.push((_CHANGED, uid, watch.last_state()))
         if self._task is None or self._task.done():
@@ -313,17 +331,20 @@ class RunPoller:
         self._wake.set()
         return subscription
 
-    def _unsubscribe(self, subscription: _Subscription) -> None:
+    def _unsubscribe(self, subscription: _Subscription) -> asyncio.Task[None] | None:
+        """Forget what only this subscription waited for; the poller task, if it must stop."""
         for uid in subscription.pending:
             watch = self._watches.get(uid)
             if watch is None:
                 continue
             watch.subscribers.discard(subscription)
+            watch.followed -= subscription.wants_changes
             if not watch.subscribers:
                 self._forget(watch)
-        if not self._watches and self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if self._watches:
+            return None
+        task, self._task = self._task, None
+        return task
 
     def _forget(self, watch: _Watch) -> None:
         del self._watches[watch.uid]
@@ -405,29 +426,31 @@ class RunPoller:
 
     async def _run(self) -> None:
         try:
-            async with anyio.create_task_group() as requests:
-                in_flight = anyio.Semaphore(self._policy.max_in_flight)
-                while self._watches:
-                    await in_flight.acquire()
-                    batch = await self._next_batch()
-                    if not batch:
-                        in_flight.release()
-                        continue
-                    requests.start_soon(self._poll, batch, in_flight)
+            # max_in_flight workers, each polling one batch at a time: requests
+            # overlap on slow networks, and no task is spawned per request.
+            async with anyio.create_task_group() as workers:
+                for _ in range(self._policy.max_in_flight):
+                    workers.start_soon(self._work)
         except Exception as exc:  # a bug, not an API answer: no waiter may hang on it
             logger.exception("The run poller failed")
             for watch in list(self._watches.values()):
                 self._fail(watch, exc)
 
+    async def _work(self) -> None:
+        while self._watches:
+            batch = await self._next_batch()
+            if batch:
+                await self._poll(batch)
+
     async def _next_batch(self) -> list[_Watch]:
         """Wait until runs are ready and the budget has room; then the batch to poll."""
         while self._watches:
-            now = anyio.current_time()
+            now = _now()
             self._ripen(now)
             if self._has_ready() and now >= self._resume_at:
                 self._pacer.interval = self._poll_interval()
                 await self._pacer.wait()
-                self._ripen(anyio.current_time())
+                self._ripen(_now())
                 return self._take_batch()
             wake_at = self._resume_at if self._has_ready() else math.inf
             if self._postponed:
@@ -437,18 +460,30 @@ class RunPoller:
                 await self._wake.wait()
         return []
 
-    async def _poll(self, batch: list[_Watch], in_flight: anyio.Semaphore) -> None:
+    async def _poll(self, batch: list[_Watch]) -> None:
         try:
             if len(batch) == 1:
                 await self._poll_alone(batch[0])
             else:
                 await self._poll_together(batch)
         finally:
-            in_flight.release()
-            self._wake.set()
+            self._wake.set()  # runs are back in the queue, or the last one ended
 
     async def _poll_together(self, batch: list[_Watch]) -> None:
-        query = uid_filter_query([watch.uid for watch in batch], limit=len(batch))
+        self._list_polls += 1
+        # Most list polls ask only for the runs among the batch that ended: the
+        # answer is a few bytes instead of 100 run objects (~57 kB), to send,
+        # parse and look through. A full answer is needed for runs never seen
+        # (a run missing from it is checked for a 404) and for status-change
+        # callbacks; every _FULL_EVERY-th poll is full anyway, which refreshes
+        # the last states and postponements and keeps waits correct even on a
+        # server that would ignore the status filter.
+        full = self._list_polls % _FULL_EVERY == 0 or any(
+            not watch.seen or watch.followed for watch in batch
+        )
+        statuses = () if full else _TERMINAL_VALUES
+        uids = [watch.uid for watch in batch]
+        query = uid_filter_query(uids, limit=len(batch), statuses=statuses)
         try:
             self.requests_sent += 1
             response = await self._core.get(self._list_url.copy_with(query=query.encode()))
@@ -466,7 +501,7 @@ class RunPoller:
             self._on_error(batch, exc)
             return
         self._failures = 0
-        now, sweep = anyio.current_time(), self._sweep()
+        now, sweep = _now(), self._sweep()
         asked = {watch.uid: watch for watch in batch}
         for item in items:
             uid = item.get("uid", item.get("run_uid")) if isinstance(item, dict) else None
@@ -474,8 +509,11 @@ class RunPoller:
             if watch is not None:
                 self._observe(watch, item, now, sweep, response, light=False)
         for watch in asked.values():
-            watch.alone = True  # confirm on its own: a 404 says more than silence
-            self._enqueue(watch, _NEW + watch.since)
+            if full:
+                watch.alone = True  # confirm on its own: a 404 says more than silence
+                self._enqueue(watch, _NEW + watch.since)
+            else:
+                self._reschedule(watch, now, sweep)  # still running
 
     async def _poll_alone(self, watch: _Watch) -> None:
         try:
@@ -486,7 +524,7 @@ class RunPoller:
                 raise invalid_response(response, "expected a JSON object")
         except NotFoundError as exc:
             grace = _seconds(self._policy.not_found_grace)
-            now = anyio.current_time()
+            now = _now()
             if watch.seen or now - watch.since >= grace:
                 self._fail(watch, exc)
             elif watch.uid in self._watches:
@@ -497,7 +535,7 @@ class RunPoller:
             return
         self._failures = 0
         watch.alone = False
-        now = anyio.current_time()
+        now = _now()
         ended = self._observe(watch, item, now, self._sweep(), response, light=True)
         if ended is not None:
             await self._finish_in_full(watch, ended)
@@ -568,7 +606,7 @@ class RunPoller:
         ):
             delay = self._backoff.delay(min(self._failures, 16))
             self._failures += 1
-            self._resume_at = max(self._resume_at, anyio.current_time() + delay)
+            self._resume_at = max(self._resume_at, _now() + delay)
             logger.warning("Polling runs failed (%s); polling again in %.1f s", exc, delay)
             self._requeue(batch)
             return

@@ -280,7 +280,6 @@ async def test_cancelling_one_waiter_disturbs_no_other_and_leaves_no_task(
     assert not survivor.done()
     assert (await survivor).status is ea.RunStatus.SUCCEEDED
     assert anyio.current_time() < 51.0
-    await anyio.wait_all_tasks_blocked()
     assert asyncio.all_tasks() == {mine}
     # The run nobody waits for any more is no longer polled.
     late = [request for request in polls(simulator) if request.time > 51.0]
@@ -455,3 +454,29 @@ def test_one_client_can_wait_in_two_event_loops_in_turn(simulator: EdgesSimulato
     assert asyncio.run(wait_for_a_finished_run()).status is ea.RunStatus.SUCCEEDED
     assert asyncio.run(wait_for_a_finished_run()).status is ea.RunStatus.SUCCEEDED
     asyncio.run(client.aclose())
+
+
+async def test_list_polls_ask_only_for_ended_runs_once_every_run_was_seen(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
+) -> None:
+    """After the first sweep, 9 list polls in 10 filter on the terminal statuses: tiny answers."""
+    uids = seed(simulator, workspace, *(ending("SUCCEEDED", 60.0 + i % 7) for i in range(150)))
+    await client.wait_for_runs(uids)
+    lists = [request for request in polls(simulator) if request.path == "/v1/runs"]
+    filtered = [request for request in lists if any(name == "status" for name, _ in request.query)]
+    assert all(not any(n == "status" for n, _ in request.query) for request in lists[:2])
+    assert {value for request in filtered for name, value in request.query if name == "status"} == {
+        status.value for status in ea.TERMINAL_STATUSES
+    }
+    assert 0.85 < len(filtered) / len(lists) <= 0.9
+
+
+async def test_status_callbacks_need_every_poll_in_full(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
+) -> None:
+    """With on_status_change, no poll filters on status: every change must be seen."""
+    uids = seed(simulator, workspace, *(ending("SUCCEEDED", 20.0) for _ in range(3)))
+    changes: list[object] = []
+    await client.wait_for_runs(uids, on_status_change=lambda run: changes.append(run.status))
+    assert not any(name == "status" for request in polls(simulator) for name, _ in request.query)
+    assert changes.count(ea.RunStatus.RUNNING) == 3
