@@ -10,7 +10,9 @@ to the next one and consumes nothing. ``pause_until`` holds everyone back
 (after a 429), and ``interval`` may change at any time (adaptive rate).
 
 Times come from the event loop's clock and sleeps go through the loop, so fake
-clocks (looptime) drive it. Wake-ups are compared with a small tolerance: a
+clocks (looptime) drive it. It is asyncio's own primitives, not anyio's: the
+limiter is per asyncio loop anyway, and it runs before every request, where
+anyio's lookup of the async backend on each call showed in profiles. Wake-ups are compared with a small tolerance: a
 remaining wait of 1e-16 s would otherwise round to "now" on a fake clock and
 spin forever.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import final
 
-import anyio
+import asyncio
 
 __all__ = ["Pacer"]
 
@@ -39,7 +41,7 @@ class Pacer:
         self._interval = self._checked(interval)
         self._next_at = -math.inf
         self._paused_until = -math.inf
-        self._lock = anyio.Lock()
+        self._lock = asyncio.Lock()
         self._granted = 0
         self._waited = 0.0
 
@@ -79,19 +81,20 @@ class Pacer:
 
     async def wait(self) -> None:
         """Return when the caller may go; its grant moves the next slot one interval on."""
-        arrived = anyio.current_time()
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
         try:
             async with self._lock:
                 while True:
-                    now = anyio.current_time()
+                    now = loop.time()
                     ready_at = max(self._next_at, self._paused_until)
                     if now + _TOLERANCE >= ready_at:
                         break
-                    await anyio.sleep(ready_at - now)
+                    await asyncio.sleep(ready_at - now)
                 self._next_at = max(now, self._next_at) + self._interval
                 self._granted += 1
         finally:
-            self._waited += anyio.current_time() - arrived
+            self._waited += loop.time() - arrived
 
     def __repr__(self) -> str:
         return (
