@@ -12,17 +12,16 @@ to the next one and consumes nothing. ``pause_until`` holds everyone back
 Times come from the event loop's clock and sleeps go through the loop, so fake
 clocks (looptime) drive it. It is asyncio's own primitives, not anyio's: the
 limiter is per asyncio loop anyway, and it runs before every request, where
-anyio's lookup of the async backend on each call showed in profiles. Wake-ups are compared with a small tolerance: a
-remaining wait of 1e-16 s would otherwise round to "now" on a fake clock and
-spin forever.
+anyio's lookup of the async backend on each call showed in profiles.
+Wake-ups are compared with a small tolerance: a remaining wait of 1e-16 s
+would otherwise round to "now" on a fake clock and spin forever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import final
-
-import asyncio
 
 __all__ = ["Pacer"]
 
