@@ -12,14 +12,16 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-__all__ = ["Backoff", "retry_after_seconds"]
+__all__ = ["Backoff", "retry_after_seconds", "to_seconds", "utc_now"]
 
 
-def _utc_now() -> datetime:
+def utc_now() -> datetime:
+    """The current wall-clock time, UTC: the default of every injectable wall clock."""
     return datetime.now(timezone.utc)
 
 
-def _seconds(value: float | timedelta) -> float:
+def to_seconds(value: float | timedelta) -> float:
+    """A duration given as seconds or as a ``timedelta``, in seconds."""
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
@@ -40,11 +42,11 @@ class Backoff:
     jitter: float | timedelta = 1.0
     max_retry_after: float | timedelta = 60.0
     rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
-    wall_clock: Callable[[], datetime] = field(default=_utc_now, repr=False, compare=False)
+    wall_clock: Callable[[], datetime] = field(default=utc_now, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("initial", "maximum", "jitter", "max_retry_after"):
-            seconds = _seconds(getattr(self, name))
+            seconds = to_seconds(getattr(self, name))
             if not math.isfinite(seconds) or seconds < 0:
                 raise ValueError(f"Backoff.{name} must be a finite number >= 0, got {seconds!r}")
 
@@ -54,17 +56,17 @@ class Backoff:
             retry_after = self.retry_after(response)
             if retry_after is not None:
                 return retry_after
-        exponential = min(_seconds(self.initial) * 2.0**retry, _seconds(self.maximum))
-        return exponential + self.rng.uniform(0.0, _seconds(self.jitter))
+        exponential = min(to_seconds(self.initial) * 2.0**retry, to_seconds(self.maximum))
+        return exponential + self.rng.uniform(0.0, to_seconds(self.jitter))
 
     def retry_after(self, response: httpx.Response) -> float | None:
         """The wait ``response``'s ``Retry-After`` asks for, capped; ``None`` if unusable."""
         seconds = retry_after_seconds(response, wall_clock=self.wall_clock)
-        return None if seconds is None else min(seconds, _seconds(self.max_retry_after))
+        return None if seconds is None else min(seconds, to_seconds(self.max_retry_after))
 
 
 def retry_after_seconds(
-    response: httpx.Response, *, wall_clock: Callable[[], datetime] = _utc_now
+    response: httpx.Response, *, wall_clock: Callable[[], datetime] = utc_now
 ) -> float | None:
     """Seconds ``response``'s ``Retry-After`` asks to wait (>= 0); ``None`` if absent or unreadable.
 

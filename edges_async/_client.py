@@ -22,7 +22,8 @@ from ._limiter import RateLimiter, WorkspaceRateLimiter, workspace_id
 from ._models import Run
 from ._params import check_run_uid, check_run_uids, check_timeout
 from ._plans import PlanTier
-from ._polling import PollingPolicy, RunPoller, StatusCallback
+from ._polling import PollingPolicy, RunPoller
+from ._watches import StatusCallback
 from .resources import Actions, Runs
 
 __all__ = ["AsyncClient"]

@@ -8,7 +8,6 @@ the one place that knows it.
 from __future__ import annotations
 
 import enum
-import math
 import re
 import uuid
 from collections.abc import Iterable
@@ -57,7 +56,7 @@ def check_timeout(timeout: float | timedelta | None) -> float | None:
         seconds = float(timeout)
     else:
         raise TypeError(f"timeout must be seconds, a timedelta or None, got {timeout!r}")
-    if not seconds > 0 or math.isnan(seconds):
+    if not seconds > 0:  # NaN included
         raise ValueError(f"timeout must be > 0 seconds (or None to wait forever), got {timeout!r}")
     return seconds
 

@@ -23,8 +23,9 @@ the runs it waits for; the client's single :class:`RunPoller` keeps one
   (a run just launched may not be readable yet), then ``NotFoundError``.
 
 The poller's loop is one task, started by the first waiter and ended when the
-last one leaves (or the client closes); its requests run in a task group
-inside it, and anything it fails on is handed to the waiters concerned.
+last one leaves (or the client closes); inside it, ``max_in_flight`` worker
+tasks in a task group poll one batch each at a time, and anything the loop
+fails on is handed to the waiters concerned.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import inspect
 import itertools
 import logging
 import math
-from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -46,7 +46,7 @@ import anyio
 import httpx
 import pydantic
 
-from ._backoff import Backoff
+from ._backoff import Backoff, to_seconds, utc_now
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -62,13 +62,11 @@ from ._models import TERMINAL_STATUSES, Run
 from ._pacer import Pacer
 from ._params import uid_filter_query
 from ._plans import PlanTier
+from ._watches import CHANGED, DONE, FAILED, Event, RunWatch, StatusCallback, Subscription
 
-__all__ = ["PollingPolicy", "RunPoller", "StatusCallback"]
+__all__ = ["PollingPolicy", "RunPoller"]
 
 logger = logging.getLogger("edges_async")
-
-StatusCallback = Callable[[Run], object]
-"""Called with a run each time its status changes; may be a coroutine function."""
 
 MAX_BATCH: Final = 100  # the runs list endpoint's largest page
 _NEW = -1e9  # the urgency of a run never polled: ahead of every polled one
@@ -85,14 +83,6 @@ def _now() -> float:
     # The loop's clock, as anyio.current_time() but without looking up the
     # async backend on every call (the poller reads it per batch).
     return asyncio.get_running_loop().time()
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,87 +103,19 @@ class PollingPolicy:
     reserve: float = 0.2
     not_found_grace: float | timedelta = 30.0
     max_in_flight: int = 4
-    wall_clock: Callable[[], datetime] = field(default=_utc_now, repr=False, compare=False)
+    wall_clock: Callable[[], datetime] = field(default=utc_now, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.reserve <= 0.9:
             raise ValueError(f"reserve must be between 0 and 0.9, got {self.reserve!r}")
-        grace = _seconds(self.not_found_grace)
+        grace = to_seconds(self.not_found_grace)
         if not math.isfinite(grace) or grace < 0:
             raise ValueError(f"not_found_grace must be a finite number >= 0, got {grace!r}")
         if isinstance(self.max_in_flight, bool) or not 1 <= self.max_in_flight <= 64:
             raise ValueError(f"max_in_flight must be 1 to 64, got {self.max_in_flight!r}")
 
 
-# Events handed from the poller to a subscription.
-_CHANGED, _DONE, _FAILED = "changed", "done", "failed"
-_Event = tuple[str, str, Any]
-
-
-@final
-class _Subscription:
-    """One waiter's view: the runs it still waits for and the events not yet taken."""
-
-    __slots__ = ("events", "pending", "signal", "wants_changes")
-
-    def __init__(self, uids: list[str], wants_changes: bool) -> None:
-        self.pending = set(uids)
-        self.wants_changes = wants_changes
-        self.events: deque[_Event] = deque()
-        self.signal = asyncio.Event()
-
-    def push(self, event: _Event) -> None:
-        self.events.append(event)
-        self.signal.set()
-
-    async def next_event(self) -> _Event:
-        while not self.events:
-            self.signal.clear()
-            await self.signal.wait()
-        return self.events.popleft()
-
-
-@final
-class _Watch:
-    """The poller's state of one pending run, shared by every waiter of that run."""
-
-    __slots__ = (
-        "alone",
-        "followed",
-        "item",
-        "queued",
-        "seen",
-        "since",
-        "status",
-        "subscribers",
-        "uid",
-    )
-
-    def __init__(self, uid: str, since: float) -> None:
-        self.uid = uid
-        self.since = since  # loop time its wait started
-        self.subscribers: set[_Subscription] = set()
-        # The latest raw run object: a pydantic Run is built only when the
-        # status changes (or someone asks), a third of the memory per run.
-        self.item: dict[str, Any] | None = None
-        self.status: object = None
-        self.seen = False
-        self.alone = False  # missing from a list answer: ask /status about it alone
-        self.followed = 0  # subscribers that want every status change
-        self.queued = -1  # the sequence number of its live heap entry, -1 when none
-
-    def last_state(self) -> Run:
-        """The run as last seen (only its uid when never seen)."""
-        if self.item is not None:
-            with contextlib.suppress(pydantic.ValidationError):
-                return Run.model_validate(self.item)
-        return Run(uid=self.uid, status=self.status)
-
-    def __repr__(self) -> str:
-        return f"<_Watch {self.uid} status={self.status!r} waiters={len(self.subscribers)}>"
-
-
-_Entry = tuple[float, int, _Watch]
+_Entry = tuple[float, int, RunWatch]
 
 
 @final
@@ -218,7 +140,6 @@ class RunPoller:
         "_task",
         "_wake",
         "_watches",
-        "requests_sent",
     )
 
     def __init__(
@@ -237,7 +158,7 @@ class RunPoller:
         self._limiter = limiter
         self._policy = policy
         self._backoff = backoff
-        self._watches: dict[str, _Watch] = {}
+        self._watches: dict[str, RunWatch] = {}
         self._ready: list[_Entry] = []  # by urgency: the next batches come from here
         self._postponed: list[_Entry] = []  # by the loop time they may be polled again
         self._sequence = itertools.count()
@@ -247,7 +168,6 @@ class RunPoller:
         self._batching = True
         self._failures = 0
         self._resume_at = -math.inf
-        self.requests_sent = 0
 
     # -- the budget ------------------------------------------------------------
 
@@ -273,14 +193,14 @@ class RunPoller:
         try:
             while subscription.pending:
                 kind, uid, payload = await self._next_event(subscription, deadline, uids)
-                if kind == _CHANGED:
+                if kind == CHANGED:
                     assert on_status_change is not None
                     outcome = on_status_change(payload)
                     if inspect.isawaitable(outcome):
                         await outcome
                     continue
                 subscription.pending.discard(uid)
-                if kind == _FAILED:
+                if kind == FAILED:
                     raise payload
                 yield payload
         finally:
@@ -292,8 +212,8 @@ class RunPoller:
                     await asyncio.wait({stopping})
 
     async def _next_event(
-        self, subscription: _Subscription, deadline: float | None, uids: list[str]
-    ) -> _Event:
+        self, subscription: Subscription, deadline: float | None, uids: list[str]
+    ) -> Event:
         if deadline is None:
             return await subscription.next_event()
         with anyio.move_on_after(deadline - _now()):
@@ -308,18 +228,18 @@ class RunPoller:
         watch = self._watches.get(uid)
         return watch.last_state() if watch is not None else Run(uid=uid)
 
-    def _subscribe(self, uids: list[str], wants_changes: bool) -> _Subscription:
-        subscription = _Subscription(uids, wants_changes)
+    def _subscribe(self, uids: list[str], wants_changes: bool) -> Subscription:
+        subscription = Subscription(uids, wants_changes)
         now = _now()
         for uid in uids:
             watch = self._watches.get(uid)
             if watch is None:
-                watch = self._watches[uid] = _Watch(uid, now)
+                watch = self._watches[uid] = RunWatch(uid, now)
                 self._enqueue(watch, _NEW + now)
             watch.subscribers.add(subscription)
             watch.followed += wants_changes
             if wants_changes and watch.seen:
-                subscription.push((_CHANGED, uid, watch.last_state()))
+                subscription.push((CHANGED, uid, watch.last_state()))
         if self._task is None or self._task.done():
             # Fresh primitives for each run of the loop: they bind to the event
             # loop they are first used in, and a client may outlive one.
@@ -331,7 +251,7 @@ class RunPoller:
         self._wake.set()
         return subscription
 
-    def _unsubscribe(self, subscription: _Subscription) -> asyncio.Task[None] | None:
+    def _unsubscribe(self, subscription: Subscription) -> asyncio.Task[None] | None:
         """Forget what only this subscription waited for; the poller task, if it must stop."""
         for uid in subscription.pending:
             watch = self._watches.get(uid)
@@ -346,17 +266,17 @@ class RunPoller:
         task, self._task = self._task, None
         return task
 
-    def _forget(self, watch: _Watch) -> None:
+    def _forget(self, watch: RunWatch) -> None:
         del self._watches[watch.uid]
         watch.queued = -1
 
     # -- scheduling ------------------------------------------------------------
 
-    def _enqueue(self, watch: _Watch, urgency: float) -> None:
+    def _enqueue(self, watch: RunWatch, urgency: float) -> None:
         watch.queued = next(self._sequence)
         heapq.heappush(self._ready, (urgency, watch.queued, watch))
 
-    def _postpone(self, watch: _Watch, until: float) -> None:
+    def _postpone(self, watch: RunWatch, until: float) -> None:
         watch.queued = next(self._sequence)
         heapq.heappush(self._postponed, (until, watch.queued, watch))
 
@@ -365,16 +285,15 @@ class RunPoller:
         requests = max(1, math.ceil(len(self._watches) / MAX_BATCH))
         return requests * self._pacer.interval
 
-    def _reschedule(self, watch: _Watch, now: float, sweep: float) -> None:
+    def _reschedule(self, watch: RunWatch, now: float, sweep: float) -> None:
         """Queue a polled run again, at its share of a sweep over the pending runs."""
-        if watch.item is not None and watch.item.get("postponed_until"):
-            postponed = self._postponed_for(watch)
-            if postponed > 0:
-                self._postpone(watch, now + postponed)
-                return
+        postponed = self._postponed_for(watch)
+        if postponed > 0:
+            self._postpone(watch, now + postponed)
+            return
         self._enqueue(watch, now + sweep * math.sqrt(1.0 + (now - watch.since) / _AGE_SCALE))
 
-    def _postponed_for(self, watch: _Watch) -> float:
+    def _postponed_for(self, watch: RunWatch) -> float:
         """Seconds the API asks us to wait before the run can change (0 if none)."""
         raw = watch.item.get("postponed_until") if watch.item is not None else None
         if not raw:
@@ -401,10 +320,10 @@ class RunPoller:
             heapq.heappop(ready)  # stale: re-queued since, or no longer waited for
         return bool(ready)
 
-    def _take_batch(self) -> list[_Watch]:
+    def _take_batch(self) -> list[RunWatch]:
         """The most urgent runs, up to one request's worth; a run to ask alone goes alone."""
         size = MAX_BATCH if self._batching else 1
-        batch: list[_Watch] = []
+        batch: list[RunWatch] = []
         put_back: list[_Entry] = []
         while self._ready and len(batch) < size:
             entry = heapq.heappop(self._ready)
@@ -442,7 +361,7 @@ class RunPoller:
             if batch:
                 await self._poll(batch)
 
-    async def _next_batch(self) -> list[_Watch]:
+    async def _next_batch(self) -> list[RunWatch]:
         """Wait until runs are ready and the budget has room; then the batch to poll."""
         while self._watches:
             now = _now()
@@ -460,7 +379,7 @@ class RunPoller:
                 await self._wake.wait()
         return []
 
-    async def _poll(self, batch: list[_Watch]) -> None:
+    async def _poll(self, batch: list[RunWatch]) -> None:
         try:
             if len(batch) == 1:
                 await self._poll_alone(batch[0])
@@ -469,7 +388,7 @@ class RunPoller:
         finally:
             self._wake.set()  # runs are back in the queue, or the last one ended
 
-    async def _poll_together(self, batch: list[_Watch]) -> None:
+    async def _poll_together(self, batch: list[RunWatch]) -> None:
         self._list_polls += 1
         # Most list polls ask only for the runs among the batch that ended: the
         # answer is a few bytes instead of 100 run objects (~57 kB), to send,
@@ -485,7 +404,6 @@ class RunPoller:
         uids = [watch.uid for watch in batch]
         query = uid_filter_query(uids, limit=len(batch), statuses=statuses)
         try:
-            self.requests_sent += 1
             response = await self._core.get(self._list_url.copy_with(query=query.encode()))
             items = decode_json(response)
             if not isinstance(items, list):
@@ -515,15 +433,14 @@ class RunPoller:
             else:
                 self._reschedule(watch, now, sweep)  # still running
 
-    async def _poll_alone(self, watch: _Watch) -> None:
+    async def _poll_alone(self, watch: RunWatch) -> None:
         try:
-            self.requests_sent += 1
             response = await self._core.get(f"/runs/{watch.uid}/status")
             item = decode_json(response)
             if not isinstance(item, dict):
                 raise invalid_response(response, "expected a JSON object")
         except NotFoundError as exc:
-            grace = _seconds(self._policy.not_found_grace)
+            grace = to_seconds(self._policy.not_found_grace)
             now = _now()
             if watch.seen or now - watch.since >= grace:
                 self._fail(watch, exc)
@@ -542,7 +459,7 @@ class RunPoller:
 
     def _observe(
         self,
-        watch: _Watch,
+        watch: RunWatch,
         item: dict[str, Any],
         now: float,
         sweep: float,
@@ -555,7 +472,7 @@ class RunPoller:
             return None  # nobody waits for it any more
         status = item.get("status")
         changed = status != watch.status or not watch.seen
-        watch.seen, watch.item = True, item
+        watch.item = item
         if changed:
             try:
                 run = Run.model_validate(item)
@@ -565,7 +482,7 @@ class RunPoller:
             watch.status = status
             for subscription in watch.subscribers:
                 if subscription.wants_changes:
-                    subscription.push((_CHANGED, watch.uid, run))
+                    subscription.push((CHANGED, watch.uid, run))
             if run.is_terminal:
                 if light:
                     return run
@@ -574,10 +491,9 @@ class RunPoller:
         self._reschedule(watch, now, sweep)
         return None
 
-    async def _finish_in_full(self, watch: _Watch, run: Run) -> None:
+    async def _finish_in_full(self, watch: RunWatch, run: Run) -> None:
         """Hand over the full run object of a run seen ending through ``/status``."""
         try:
-            self.requests_sent += 1
             full = Run.model_validate(decode_json(await self._core.get(f"/runs/{watch.uid}")))
         except (pydantic.ValidationError, APIStatusError, APIConnectionError) as exc:
             logger.debug("Kept the /status view of ended run %s: %s", watch.uid, exc)
@@ -587,19 +503,19 @@ class RunPoller:
         if self._watches.get(watch.uid) is watch:
             self._done(watch, run)
 
-    def _done(self, watch: _Watch, run: Run) -> None:
+    def _done(self, watch: RunWatch, run: Run) -> None:
         for subscription in watch.subscribers:
-            subscription.push((_DONE, watch.uid, run))
+            subscription.push((DONE, watch.uid, run))
         self._forget(watch)
 
-    def _fail(self, watch: _Watch, exc: BaseException) -> None:
+    def _fail(self, watch: RunWatch, exc: BaseException) -> None:
         if self._watches.get(watch.uid) is not watch:
             return
         for subscription in watch.subscribers:
-            subscription.push((_FAILED, watch.uid, exc))
+            subscription.push((FAILED, watch.uid, exc))
         self._forget(watch)
 
-    def _on_error(self, batch: list[_Watch], exc: Exception) -> None:
+    def _on_error(self, batch: list[RunWatch], exc: Exception) -> None:
         """Back off and poll again after a transient failure; end the waits after any other."""
         if isinstance(exc, (APIConnectionError, RateLimitError, InternalServerError)) or (
             isinstance(exc, APIStatusError) and exc.status_code == 408
@@ -613,7 +529,7 @@ class RunPoller:
         for watch in batch:
             self._fail(watch, exc)
 
-    def _requeue(self, batch: list[_Watch]) -> None:
+    def _requeue(self, batch: list[RunWatch]) -> None:
         for watch in batch:
             if self._watches.get(watch.uid) is watch:
                 self._enqueue(watch, _NEW + watch.since)
@@ -631,7 +547,4 @@ class RunPoller:
                 await task
 
     def __repr__(self) -> str:
-        return (
-            f"<RunPoller pending={len(self._watches)} interval={self._pacer.interval:.3f}s "
-            f"requests={self.requests_sent}>"
-        )
+        return f"<RunPoller pending={len(self._watches)} interval={self._pacer.interval:.3f}s>"
