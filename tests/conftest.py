@@ -18,6 +18,7 @@ from edges_async.testing import EdgesSimulator, NoRateLimit, Workspace
 API_KEY = "sk-test-0123456789abcdef"
 RUN_UID = "4c3a5f0e-9d1b-4a8e-8a52-6b1f0c2d7e11"
 SIM_START = datetime(2026, 11, 1, 9, 0, 0, tzinfo=timezone.utc)
+RAW_BASE_URL = "https://api.edges.run"
 # The documented shape of a launch response (POST /v1/actions/{slug}/run/async).
 LAUNCH_RESPONSE = {
     "run_id": 10,
@@ -46,6 +47,13 @@ class Recorder:
         return httpx.Response(
             self.response.status_code, headers=self.response.headers, content=self.response.content
         )
+
+
+def raw_http(simulator: EdgesSimulator, api_key: str) -> httpx.AsyncClient:
+    """Plain httpx to the simulator in-process, as ``api_key``: for testing the simulator itself."""
+    return httpx.AsyncClient(
+        transport=simulator.transport(), base_url=RAW_BASE_URL, headers={"X-API-Key": api_key}
+    )
 
 
 class ClientFactory(Protocol):

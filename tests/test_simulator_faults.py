@@ -12,10 +12,11 @@ import pytest
 
 from edges_async.testing import EdgesSimulator, Fault, RecordedRequest, Workspace
 
+from .conftest import raw_http
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-BASE_URL = "https://api.edges.run"
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 
@@ -31,9 +32,7 @@ def workspace(sim: EdgesSimulator) -> Workspace:
 
 @pytest.fixture
 async def client(sim: EdgesSimulator, workspace: Workspace) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=sim.transport(), base_url=BASE_URL, headers={"X-API-Key": "key-1"}
-    ) as http:
+    async with raw_http(sim, "key-1") as http:
         yield http
 
 
@@ -222,9 +221,7 @@ async def test_request_log_can_be_bounded() -> None:
     sim = EdgesSimulator(seed=2, start_time=START, window="unlimited", max_logged_requests=50)
     workspace = sim.add_workspace(api_key="key-1", plan="titanium")
     run = sim.add_run(workspace)
-    async with httpx.AsyncClient(
-        transport=sim.transport(), base_url=BASE_URL, headers={"X-API-Key": "key-1"}
-    ) as http:
+    async with raw_http(sim, "key-1") as http:
         for _ in range(200):
             await http.get(f"/v1/runs/{run.uid}/status")
     assert 50 <= len(sim.requests) <= 55

@@ -12,10 +12,11 @@ import pytest
 
 from edges_async.testing import EdgesSimulator, RunProfile, RunScript, Workspace
 
+from .conftest import raw_http
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-BASE_URL = "https://api.edges.run"
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 STEPS = (("CREATED", 0.0), ("QUEUED", 1.0), ("RUNNING", 2.0), ("SUCCEEDED", 10.0))
 TERMINAL = {"SUCCEEDED", "PARTIAL_SUCCEEDED", "FAILED", "STOPPED", "BLOCKED", "INVALID"}
@@ -33,9 +34,7 @@ def workspace(sim: EdgesSimulator) -> Workspace:
 
 @pytest.fixture
 async def client(sim: EdgesSimulator, workspace: Workspace) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=sim.transport(), base_url=BASE_URL, headers={"X-API-Key": "key-1"}
-    ) as http:
+    async with raw_http(sim, "key-1") as http:
         yield http
 
 
@@ -201,9 +200,7 @@ async def test_random_lifecycles_are_reproducible_from_the_seed() -> None:
     async def outcome(seed: int) -> list[tuple[str, Any, int]]:
         sim = EdgesSimulator(seed=seed, start_time=START)
         sim.add_workspace(api_key="k", plan="titanium")
-        async with httpx.AsyncClient(
-            transport=sim.transport(), base_url=BASE_URL, headers={"X-API-Key": "k"}
-        ) as http:
+        async with raw_http(sim, "k") as http:
             uids = [await launch(http) for _ in range(8)]
             await asyncio.sleep(4000)
             runs = [await get_run(http, uid) for uid in uids]

@@ -14,10 +14,11 @@ import pytest
 
 from edges_async.testing import EdgesSimulator, RunScript, SimulatedRun, Workspace
 
+from .conftest import raw_http
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-BASE_URL = "https://api.edges.run"
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 DONE = (("SUCCEEDED", 0.0),)
 
@@ -34,9 +35,7 @@ def workspace(sim: EdgesSimulator) -> Workspace:
 
 @pytest.fixture
 async def client(sim: EdgesSimulator, workspace: Workspace) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=sim.transport(), base_url=BASE_URL, headers={"X-API-Key": "key-1"}
-    ) as http:
+    async with raw_http(sim, "key-1") as http:
         yield http
 
 

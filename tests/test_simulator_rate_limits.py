@@ -13,7 +13,8 @@ import pytest
 from edges_async import PlanTier
 from edges_async.testing import EdgesSimulator, RunScript, WindowKind, Workspace
 
-BASE_URL = "https://api.edges.run"
+from .conftest import raw_http
+
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 NO_RUN = "00000000-0000-4000-8000-000000000000"
 
@@ -24,12 +25,6 @@ def setup(
     sim = EdgesSimulator(window=window, start_time=START, send_retry_after=send_retry_after)
     workspace = sim.add_workspace(api_key="key-1", plan=plan)
     return sim, workspace, sim.add_run(workspace).uid
-
-
-def connect(sim: EdgesSimulator, api_key: str = "key-1") -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=sim.transport(), base_url=BASE_URL, headers={"X-API-Key": api_key}
-    )
 
 
 async def sleep_until(moment: float) -> None:
@@ -43,7 +38,7 @@ async def burst(client: httpx.AsyncClient, path: str, count: int) -> list[httpx.
 async def test_sliding_minute_refuses_past_the_limit_and_says_when_to_retry() -> None:
     """The 31st request in a minute gets 429 with the documented headers and Retry-After."""
     sim, _, uid = setup(WindowKind.SLIDING_MINUTE)
-    async with connect(sim) as client:
+    async with raw_http(sim, "key-1") as client:
         accepted = await burst(client, f"/v1/runs/{uid}", 30)
         assert [r.status_code for r in accepted] == [200] * 30
         assert [int(r.headers["X-RateLimit-Remaining"]) for r in accepted] == list(
@@ -69,7 +64,7 @@ async def test_sliding_minute_never_lets_a_minute_span_over_the_limit() -> None:
     schedule = random.Random(4)
     accepted: list[float] = []
     loop = asyncio.get_running_loop()
-    async with connect(sim) as client:
+    async with raw_http(sim, "key-1") as client:
         while loop.time() < 600:
             answers = [
                 await client.get(f"/v1/runs/{uid}/status") for _ in range(schedule.randint(1, 3))
@@ -86,7 +81,7 @@ async def test_sliding_minute_never_lets_a_minute_span_over_the_limit() -> None:
 async def test_fixed_minute_resets_on_the_minute() -> None:
     """The fixed window refuses the 31st request of a calendar minute and resets at its end."""
     sim, _, uid = setup(WindowKind.FIXED_MINUTE)  # the first clock reading is at 0
-    async with connect(sim) as client:
+    async with raw_http(sim, "key-1") as client:
         await sleep_until(50.0)
         assert [r.status_code for r in await burst(client, f"/v1/runs/{uid}", 30)] == [200] * 30
         refused = await client.get(f"/v1/runs/{uid}")
@@ -102,7 +97,7 @@ async def test_fixed_minute_resets_on_the_minute() -> None:
 async def test_per_second_bucket_refuses_a_burst_but_passes_an_even_stream() -> None:
     """Two requests at once exceed Trial's 0.5/s; one every 2 s passes all minute long."""
     sim, _, uid = setup(WindowKind.PER_SECOND)
-    async with connect(sim) as client:
+    async with raw_http(sim, "key-1") as client:
         assert (await client.get(f"/v1/runs/{uid}")).status_code == 200
         refused = await client.get(f"/v1/runs/{uid}")
         assert refused.status_code == 429
@@ -118,7 +113,7 @@ async def test_per_second_bucket_refuses_a_burst_but_passes_an_even_stream() -> 
 async def test_per_second_bucket_holds_one_seconds_worth() -> None:
     """Titanium passes a burst of 10 at once, refuses the 11th, and passes 10/s after."""
     sim, _, uid = setup(WindowKind.PER_SECOND, "titanium")
-    async with connect(sim) as client:
+    async with raw_http(sim, "key-1") as client:
         burst_statuses = [r.status_code for r in await burst(client, f"/v1/runs/{uid}", 11)]
         assert burst_statuses == [200] * 10 + [429]
         statuses = []
@@ -132,7 +127,7 @@ async def test_run_routes_share_one_budget_and_name_their_family() -> None:
     """List, get, status and outputs draw on one budget; each 429 names its route family."""
     sim, workspace, uid = setup(WindowKind.SLIDING_MINUTE)
     done = sim.add_run(workspace, script=RunScript(steps=(("SUCCEEDED", 0.0),))).uid
-    async with connect(sim) as client:
+    async with raw_http(sim, "key-1") as client:
         for path in ("/v1/runs", f"/v1/runs/{uid}", f"/v1/runs/{uid}/status"):
             assert [r.status_code for r in await burst(client, path, 8)] == [200] * 8
         outputs = await burst(client, f"/v1/runs/{done}/outputs", 6)
@@ -154,7 +149,7 @@ async def test_run_routes_share_one_budget_and_name_their_family() -> None:
 async def test_live_actions_have_their_own_budget_and_launches_none() -> None:
     """Live actions keep their 60/min with the runs budget spent; async launches are free."""
     sim, _, uid = setup(WindowKind.SLIDING_MINUTE)
-    async with connect(sim) as client:
+    async with raw_http(sim, "key-1") as client:
         await burst(client, f"/v1/runs/{uid}", 30)
         assert (await client.get(f"/v1/runs/{uid}")).status_code == 429
         live = [
@@ -174,7 +169,7 @@ async def test_live_actions_have_their_own_budget_and_launches_none() -> None:
 async def test_refused_requests_consume_no_budget() -> None:
     """Requests refused with 429 do not delay the next minute's budget."""
     sim, _, uid = setup(WindowKind.SLIDING_MINUTE)
-    async with connect(sim) as client:
+    async with raw_http(sim, "key-1") as client:
         await burst(client, f"/v1/runs/{uid}", 30)
         for moment in range(10, 60, 5):
             await sleep_until(moment)
@@ -186,7 +181,7 @@ async def test_refused_requests_consume_no_budget() -> None:
 async def test_every_limited_answer_carries_remaining() -> None:
     """Accepted answers of limited routes, errors included, carry X-RateLimit-Remaining."""
     sim, _, uid = setup(WindowKind.SLIDING_MINUTE)
-    async with connect(sim) as client:
+    async with raw_http(sim, "key-1") as client:
         answers = [
             await client.get(f"/v1/runs/{uid}"),
             await client.get(f"/v1/runs/{NO_RUN}"),
@@ -201,7 +196,7 @@ async def test_every_limited_answer_carries_remaining() -> None:
 async def test_retry_after_is_optional() -> None:
     """With send_retry_after=False a 429 carries the limit headers but no Retry-After."""
     sim, _, uid = setup(WindowKind.SLIDING_MINUTE, send_retry_after=False)
-    async with connect(sim) as client:
+    async with raw_http(sim, "key-1") as client:
         await burst(client, f"/v1/runs/{uid}", 30)
         refused = await client.get(f"/v1/runs/{uid}")
     assert refused.status_code == 429
@@ -214,7 +209,7 @@ async def test_budgets_are_per_workspace_and_auth_comes_first() -> None:
     sim, _, uid = setup(WindowKind.SLIDING_MINUTE)
     other = sim.add_workspace(api_key="key-2")
     other_uid = sim.add_run(other).uid
-    async with connect(sim) as client, connect(sim, "key-2") as second:
+    async with raw_http(sim, "key-1") as client, raw_http(sim, "key-2") as second:
         await burst(client, f"/v1/runs/{uid}", 31)
         responses = await burst(second, f"/v1/runs/{other_uid}", 30)
         assert [r.status_code for r in responses] == [200] * 30
@@ -225,7 +220,7 @@ async def test_budgets_are_per_workspace_and_auth_comes_first() -> None:
 async def test_the_plan_sets_the_limit(plan: PlanTier) -> None:
     """A burst is cut at the plan's requests per minute."""
     sim, _, uid = setup(WindowKind.SLIDING_MINUTE, plan.value)
-    async with connect(sim) as client:
+    async with raw_http(sim, "key-1") as client:
         responses = await burst(client, f"/v1/runs/{uid}/status", plan.requests_per_minute + 1)
     statuses = [r.status_code for r in responses]
     assert statuses == [200] * plan.requests_per_minute + [429]
@@ -234,7 +229,7 @@ async def test_the_plan_sets_the_limit(plan: PlanTier) -> None:
 async def test_unlimited_window_accepts_every_request() -> None:
     """WindowKind.UNLIMITED accepts a burst far past the plan and still reports Remaining."""
     sim, _, uid = setup(WindowKind.UNLIMITED)
-    async with connect(sim) as client:
+    async with raw_http(sim, "key-1") as client:
         answers = await burst(client, f"/v1/runs/{uid}", 200)
     assert {r.status_code for r in answers} == {200}
     assert {r.headers["X-RateLimit-Remaining"] for r in answers} == {"30"}

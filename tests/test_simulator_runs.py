@@ -11,10 +11,11 @@ import pytest
 
 from edges_async.testing import EdgesSimulator, RunScript, Workspace
 
+from .conftest import RAW_BASE_URL, raw_http
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-BASE_URL = "https://api.edges.run"
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 RUN_FIELDS = {
     "id",
@@ -53,9 +54,7 @@ def workspace(sim: EdgesSimulator) -> Workspace:
 
 @pytest.fixture
 async def client(sim: EdgesSimulator, workspace: Workspace) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=sim.transport(), base_url=BASE_URL, headers={"X-API-Key": "key-1"}
-    ) as http:
+    async with raw_http(sim, "key-1") as http:
         yield http
 
 
@@ -117,9 +116,7 @@ async def test_list_filters_by_member_mode_and_ignores_workspace_uid(
     """user_uid picks a member's runs, execution_mode picks LIVE, workspace_uid is ignored."""
     other_member = sim.add_api_key(workspace, "key-1b")
     owner_run = sim.add_run(workspace)
-    async with httpx.AsyncClient(
-        transport=sim.transport(), base_url=BASE_URL, headers={"X-API-Key": "key-1b"}
-    ) as member:
+    async with raw_http(sim, "key-1b") as member:
         launched = await member.post("/v1/actions/x/run/async", json={"inputs": [{}]})
         await member.post("/v1/actions/x/run/live", json={"input": {}})
     member_runs = await list_runs(client, [("user_uid", other_member)])
@@ -256,7 +253,7 @@ async def test_every_route_needs_a_known_api_key(
     """A missing or unknown X-API-Key answers 401 with the JSON error body."""
     sim.add_workspace(api_key="key-1")
     headers = {"X-API-Key": api_key} if api_key is not None else {}
-    async with httpx.AsyncClient(transport=sim.transport(), base_url=BASE_URL) as http:
+    async with httpx.AsyncClient(transport=sim.transport(), base_url=RAW_BASE_URL) as http:
         response = await http.request(method, path, headers=headers, json={"inputs": [{}]})
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/json"
