@@ -9,13 +9,17 @@ the runs it waits for; the client's single :class:`RunPoller` keeps one
 - **Budget.** Polls are paced at the workspace rate the limiter grants (the
   plan's, less what a 429 or other traffic took) minus ``reserve``, the share
   left for downloads and launches. The budget is never left idle while runs
-  are pending: each request carries the 100 most urgent runs, so with fewer
-  than 100 pending every request refreshes all of them.
+  are pending and due: each request carries the 100 most urgent runs, so with
+  fewer than 100 pending every request refreshes all of them.
 - **Urgency.** A new run goes first. A polled run is next due after its share
   of a sweep, ``sweep * sqrt(1 + age / 60 s)``: runs waited on for long are
   polled gently less often, as a long-running run is less likely to end in
-  the next second than a young one. ``postponed_until`` holds a run back
-  until then (at most ``_MAX_POSTPONE``).
+  the next second than a young one. A run is due again no sooner than
+  ``age / 1200`` after its last poll (every 0.05 s at one minute old, every
+  0.5 s at ten): it binds only when few runs share a large budget, which
+  then goes unspent rather than asking a long-running run about itself
+  eight times a second. ``postponed_until`` holds a run back until then (at
+  most ``_MAX_POSTPONE``).
 - **Failures.** Transient errors (connection, 429, 5xx: after the HTTP layer's
   own retries) pause polling with backoff and never end a wait; any other
   error ends the waits for the runs concerned. A run the API does not know is
@@ -71,6 +75,7 @@ logger = logging.getLogger("edges_async")
 MAX_BATCH: Final = 100  # the runs list endpoint's largest page
 _NEW = -1e9  # the urgency of a run never polled: ahead of every polled one
 _AGE_SCALE = 60.0  # seconds over which a run's polling share starts to shrink
+_GAP_PER_AGE = 1 / 1200  # a run is polled again no sooner than this share of its age
 _MAX_POSTPONE = 300.0  # the longest a postponed run goes unpolled
 _NOT_FOUND_RETRY = 1.0  # seconds between asking again about a run not found yet
 _DEFAULT_HEADROOM = 0.95  # as the default limiter, for limiters that do not say
@@ -272,9 +277,10 @@ class RunPoller:
 
     # -- scheduling ------------------------------------------------------------
 
-    def _enqueue(self, watch: RunWatch, urgency: float) -> None:
+    def _enqueue(self, watch: RunWatch, urgency: float, due_at: float = -math.inf) -> None:
         watch.queued = next(self._sequence)
-        heapq.heappush(self._ready, (urgency, watch.queued, watch))
+        watch.due_at = due_at
+        heapq.heappush(self._ready, (max(urgency, due_at), watch.queued, watch))
 
     def _postpone(self, watch: RunWatch, until: float) -> None:
         watch.queued = next(self._sequence)
@@ -291,7 +297,9 @@ class RunPoller:
         if postponed > 0:
             self._postpone(watch, now + postponed)
             return
-        self._enqueue(watch, now + sweep * math.sqrt(1.0 + (now - watch.since) / _AGE_SCALE))
+        age = now - watch.since
+        urgency = now + sweep * math.sqrt(1.0 + age / _AGE_SCALE)
+        self._enqueue(watch, urgency, now + age * _GAP_PER_AGE)
 
     def _postponed_for(self, watch: RunWatch) -> float:
         """Seconds the API asks us to wait before the run can change (0 if none)."""
@@ -319,6 +327,15 @@ class RunPoller:
         while ready and ready[0][2].queued != ready[0][1]:
             heapq.heappop(ready)  # stale: re-queued since, or no longer waited for
         return bool(ready)
+
+    def _due_at(self) -> float:
+        """When the first ready run is due (``inf`` when none is ready).
+
+        Runs are queued by the later of their urgency and the time they are
+        due: while runs share the budget tightly, the budget is spent on the
+        most urgent; when it is ample, it waits for the first one due.
+        """
+        return self._ready[0][2].due_at if self._has_ready() else math.inf
 
     def _take_batch(self) -> list[RunWatch]:
         """The most urgent runs, up to one request's worth; a run to ask alone goes alone."""
@@ -366,12 +383,12 @@ class RunPoller:
         while self._watches:
             now = _now()
             self._ripen(now)
-            if self._has_ready() and now >= self._resume_at:
+            wake_at = max(self._due_at(), self._resume_at)
+            if now >= wake_at:
                 self._pacer.interval = self._poll_interval()
                 await self._pacer.wait()
                 self._ripen(_now())
                 return self._take_batch()
-            wake_at = self._resume_at if self._has_ready() else math.inf
             if self._postponed:
                 wake_at = min(wake_at, self._postponed[0][0])
             self._wake.clear()

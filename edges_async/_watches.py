@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any, final
@@ -57,6 +58,7 @@ class RunWatch:
 
     __slots__ = (
         "alone",
+        "due_at",
         "followed",
         "item",
         "queued",
@@ -77,6 +79,7 @@ class RunWatch:
         self.alone = False  # missing from a list answer: ask /status about it alone
         self.followed = 0  # subscribers that want every status change
         self.queued = -1  # the sequence number of its live heap entry, -1 when none
+        self.due_at = -math.inf  # loop time before which it is not polled again
 
     @property
     def seen(self) -> bool:
