@@ -45,6 +45,7 @@ from ._pagination import OutputsPage as OutputsPage
 from ._plans import PlanTier as PlanTier
 from ._polling import PollingPolicy as PollingPolicy
 from ._version import __version__ as __version__
+from .resources import LiveResult as LiveResult
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -67,6 +68,7 @@ __all__ = [
     "IncompleteExportError",
     "InternalServerError",
     "LimiterStatistics",
+    "LiveResult",
     "NotFoundError",
     "OutputsPage",
     "PaginationError",

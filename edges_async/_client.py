@@ -15,11 +15,12 @@ import anyio
 import httpx
 
 from ._backoff import Backoff
+from ._callback_models import CallbackEvent
 from ._config import resolve_api_key, resolve_base_url, resolve_plan, resolve_timeout
 from ._exceptions import ClientClosedError, ConfigurationError
 from ._http import HTTPCore
 from ._limiter import RateLimiter, WorkspaceRateLimiter, workspace_id
-from ._models import Run
+from ._models import Callback, Run
 from ._params import check_run_uid, check_run_uids, check_timeout
 from ._plans import PlanTier
 from ._polling import PollingPolicy, RunPoller
@@ -73,6 +74,7 @@ class AsyncClient:
         "_owns_http",
         "_plan",
         "_poller",
+        "_receiving",
         "_state",
         "actions",
         "runs",
@@ -129,10 +131,25 @@ class AsyncClient:
             backoff=backoff or Backoff(),
         )
         self._state = _State.UNOPENED
-        self.runs = Runs(self._core)
+        self._receiving: set[str] = set()  # callback URLs a CallbackReceiver of ours serves
+        self.runs = Runs(self._core, on_resumed=self._poller.forget_end)
         """Read, list, resume and cancel runs, and read their outputs."""
-        self.actions = Actions(self._core)
+        self.actions = Actions(self._core, on_launched=self._launched)
         """Launch runs of Edges actions."""
+
+    # -- callbacks (called by edges_async.callbacks.CallbackReceiver) ---------------
+
+    def _receive_callbacks_at(self, url: str) -> None:
+        """A receiver handing its callbacks to this client serves ``url``."""
+        self._receiving.add(url)
+
+    def _take_callback(self, event: CallbackEvent) -> None:
+        """A callback arrived: end the waits its run's final status ends."""
+        self._poller.take_callback(event)
+
+    def _launched(self, run: Run, callback: Callback | None) -> None:
+        if callback is not None and callback.url in self._receiving:
+            self._poller.cover(run.uid.lower())
 
     @property
     def plan(self) -> PlanTier:

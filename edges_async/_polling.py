@@ -51,6 +51,7 @@ import httpx
 import pydantic
 
 from ._backoff import Backoff, to_seconds, utc_now
+from ._callback_models import CallbackEvent
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -76,12 +77,21 @@ MAX_BATCH: Final = 100  # the runs list endpoint's largest page
 _NEW = -1e9  # the urgency of a run never polled: ahead of every polled one
 _AGE_SCALE = 60.0  # seconds over which a run's polling share starts to shrink
 _GAP_PER_AGE = 1 / 1200  # a run is polled again no sooner than this share of its age
+_MAX_REMEMBERED = 100_000  # runs remembered as covered by callbacks, or ended by one
 _MAX_POSTPONE = 300.0  # the longest a postponed run goes unpolled
 _NOT_FOUND_RETRY = 1.0  # seconds between asking again about a run not found yet
 _DEFAULT_HEADROOM = 0.95  # as the default limiter, for limiters that do not say
 _DATETIME: Final = pydantic.TypeAdapter(datetime)
 _FULL_EVERY = 10  # one list poll in this many asks for every run, ended or not
 _TERMINAL_VALUES: Final = tuple(sorted(status.value for status in TERMINAL_STATUSES))
+
+
+def _remember(memory: dict[str, Any], uid: str, value: Any) -> None:
+    """Keep ``uid`` in a bounded memory, dropping the oldest entry when full."""
+    memory.pop(uid, None)
+    memory[uid] = value
+    if len(memory) > _MAX_REMEMBERED:
+        del memory[next(iter(memory))]
 
 
 def _now() -> float:
@@ -102,12 +112,16 @@ class PollingPolicy:
             launched may not be readable at once).
         max_in_flight: Poll requests that may be under way at once (latency
             hiding over slow networks; the budget paces them all the same).
+        covered_interval: How often a run whose callbacks reach this client
+            (see ``edges_async.callbacks``) is polled all the same: the
+            safety net for a callback that never arrives.
         wall_clock: The current UTC time, to honour ``postponed_until``.
     """
 
     reserve: float = 0.2
     not_found_grace: float | timedelta = 30.0
     max_in_flight: int = 4
+    covered_interval: float | timedelta = 30.0
     wall_clock: Callable[[], datetime] = field(default=utc_now, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -118,6 +132,9 @@ class PollingPolicy:
             raise ValueError(f"not_found_grace must be a finite number >= 0, got {grace!r}")
         if isinstance(self.max_in_flight, bool) or not 1 <= self.max_in_flight <= 64:
             raise ValueError(f"max_in_flight must be 1 to 64, got {self.max_in_flight!r}")
+        covered = to_seconds(self.covered_interval)
+        if not math.isfinite(covered) or covered < 0:
+            raise ValueError(f"covered_interval must be a finite number >= 0, got {covered!r}")
 
 
 _Entry = tuple[float, int, RunWatch]
@@ -131,6 +148,8 @@ class RunPoller:
         "_backoff",
         "_batching",
         "_core",
+        "_covered",
+        "_ended",
         "_failures",
         "_limiter",
         "_list_polls",
@@ -164,6 +183,10 @@ class RunPoller:
         self._policy = policy
         self._backoff = backoff
         self._watches: dict[str, RunWatch] = {}
+        # What callbacks told: runs they cover (polled only as a safety net),
+        # and runs that ended, for waits that start after the callback came.
+        self._covered: dict[str, None] = {}
+        self._ended: dict[str, Run] = {}
         self._ready: list[_Entry] = []  # by urgency: the next batches come from here
         self._postponed: list[_Entry] = []  # by the loop time they may be polled again
         self._sequence = itertools.count()
@@ -239,7 +262,12 @@ class RunPoller:
         for uid in uids:
             watch = self._watches.get(uid)
             if watch is None:
+                ended = self._ended.get(uid)
+                if ended is not None:  # a callback said so before anyone waited
+                    subscription.push((DONE, uid, ended))
+                    continue
                 watch = self._watches[uid] = RunWatch(uid, now)
+                watch.covered = uid in self._covered
                 self._enqueue(watch, _NEW + now)
             watch.subscribers.add(subscription)
             watch.followed += wants_changes
@@ -271,6 +299,37 @@ class RunPoller:
         task, self._task = self._task, None
         return task
 
+    # -- callbacks ---------------------------------------------------------------
+
+    def cover(self, uid: str) -> None:
+        """Note that callbacks for ``uid`` reach this client: poll it only as a safety net."""
+        _remember(self._covered, uid, None)
+        watch = self._watches.get(uid)
+        if watch is not None:
+            watch.covered = True
+
+    def take_callback(self, event: CallbackEvent) -> None:
+        """Hand a callback's news to the waiters: a final one ends their wait at once."""
+        uid = event.run_uid
+        self.cover(uid)
+        run = Run(uid=uid, status=event.run.status, batch_uid=event.run.batch_uid)
+        if event.is_final:
+            _remember(self._ended, uid, run)
+        watch = self._watches.get(uid)
+        if watch is None:
+            return
+        if run.status != watch.status:
+            watch.status = run.status
+            for subscription in watch.subscribers:
+                if subscription.wants_changes:
+                    subscription.push((CHANGED, uid, run))
+        if event.is_final:
+            self._done(watch, run)
+
+    def forget_end(self, uid: str) -> None:
+        """Forget that a callback said ``uid`` ended (it was resumed)."""
+        self._ended.pop(uid, None)
+
     def _forget(self, watch: RunWatch) -> None:
         del self._watches[watch.uid]
         watch.queued = -1
@@ -299,7 +358,10 @@ class RunPoller:
             return
         age = now - watch.since
         urgency = now + sweep * math.sqrt(1.0 + age / _AGE_SCALE)
-        self._enqueue(watch, urgency, now + age * _GAP_PER_AGE)
+        gap = age * _GAP_PER_AGE
+        if watch.covered:
+            gap = max(gap, to_seconds(self._policy.covered_interval))
+        self._enqueue(watch, urgency, now + gap)
 
     def _postponed_for(self, watch: RunWatch) -> float:
         """Seconds the API asks us to wait before the run can change (0 if none)."""

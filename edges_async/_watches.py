@@ -58,6 +58,7 @@ class RunWatch:
 
     __slots__ = (
         "alone",
+        "covered",
         "due_at",
         "followed",
         "item",
@@ -80,6 +81,7 @@ class RunWatch:
         self.followed = 0  # subscribers that want every status change
         self.queued = -1  # the sequence number of its live heap entry, -1 when none
         self.due_at = -math.inf  # loop time before which it is not polled again
+        self.covered = False  # its callbacks reach the client: polled as a safety net only
 
     @property
     def seen(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -103,3 +104,146 @@ def test_callback_model_refuses_plain_http() -> None:
     """Callback URLs must be HTTPS."""
     with pytest.raises(ValueError, match="https"):
         ea.Callback(url="http://hooks.example/cb")
+
+
+# -- schedule ----------------------------------------------------------------
+
+
+async def test_schedule_sends_cron_and_timezone(mock_client: ClientFactory) -> None:
+    """schedule POSTs the async body plus cron and timezone to /run/schedule."""
+    recorder = Recorder(httpx.Response(200, json={**LAUNCH_RESPONSE, "status": "SCHEDULED"}))
+    client = mock_client(recorder)
+    run = await client.actions.schedule(
+        "a", inputs=[{"x": 1}], cron="0  9 * * 1-5", timezone="Europe/Paris"
+    )
+    assert run.status is ea.RunStatus.SCHEDULED
+    assert recorder.requests[0].url.path == "/v1/actions/a/run/schedule"
+    assert json.loads(recorder.requests[0].content) == {
+        "inputs": [{"x": 1}],
+        "cron": "0 9 * * 1-5",
+        "timezone": "Europe/Paris",
+    }
+
+
+async def test_schedule_at_is_sent_in_utc(mock_client: ClientFactory) -> None:
+    """schedule_at takes an aware datetime or ISO string and is sent as UTC ISO 8601."""
+    recorder = Recorder(httpx.Response(200, json=LAUNCH_RESPONSE))
+    client = mock_client(recorder)
+    at = datetime(2026, 12, 1, 10, 30, tzinfo=timezone(timedelta(hours=1)))
+    await client.actions.schedule("a", inputs=[{}], schedule_at=at)
+    await client.actions.schedule("a", inputs=[{}], schedule_at="2026-12-01T09:30:00Z")
+    sent = [json.loads(request.content)["schedule_at"] for request in recorder.requests]
+    assert sent == ["2026-12-01T09:30:00Z", "2026-12-01T09:30:00Z"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({}, "exactly one of cron= and schedule_at="),
+        ({"cron": "* * * * *", "schedule_at": "2026-12-01T09:30:00Z"}, "exactly one"),
+        ({"cron": "* * * *"}, "5 fields"),
+        ({"cron": "* * * * * *"}, "5 fields"),
+        ({"cron": "61 * * * *"}, "invalid cron"),
+        ({"cron": "@daily"}, "5 fields"),
+        ({"cron": "0 9 * * *", "timezone": "Mars/Olympus"}, "IANA"),
+        ({"cron": "0 9 * * *", "timezone": "../etc/passwd"}, "IANA"),
+        ({"schedule_at": "2026-12-01T09:30:00"}, "timezone-aware"),
+        ({"schedule_at": datetime(2026, 12, 1, 9, 30)}, "timezone-aware"),
+        ({"schedule_at": "next tuesday"}, "timezone-aware"),
+        ({"schedule_at": "2026-12-01T09:30:00Z", "timezone": "UTC"}, "timezone goes with cron"),
+        ({"cron": "0 9 * * *", "inputs": []}, "at least one input"),
+        ({"cron": "0 9 * * *", "callback": {"url": "http://h.example"}}, "https"),
+    ],
+)
+async def test_schedule_refuses_bad_arguments_before_sending(
+    mock_client: ClientFactory, arguments: dict[str, Any], message: str
+) -> None:
+    """Each refused argument raises ValueError and sends nothing."""
+    recorder = Recorder(httpx.Response(200, json=LAUNCH_RESPONSE))
+    client = mock_client(recorder)
+    arguments.setdefault("inputs", [{}])
+    with pytest.raises(ValueError, match=message):
+        await client.actions.schedule("a", **arguments)
+    assert recorder.requests == []
+
+
+async def test_a_launch_answered_500_is_sent_once(mock_client: ClientFactory) -> None:
+    """Launches are never retried once they may have reached the server: a 500 is raised."""
+    recorder = Recorder(httpx.Response(500, json={"message": "boom"}))
+    client = mock_client(recorder, max_retries=3)
+    with pytest.raises(ea.InternalServerError):
+        await client.actions.run_async("a", inputs=[{}])
+    with pytest.raises(ea.InternalServerError):
+        await client.actions.schedule("a", inputs=[{}], cron="0 9 * * *")
+    with pytest.raises(ea.InternalServerError):
+        await client.actions.run_live("a", input={})
+    assert len(recorder.requests) == 3
+
+
+# -- live --------------------------------------------------------------------
+
+
+async def test_run_live_follows_pages_by_posting_the_same_body(mock_client: ClientFactory) -> None:
+    """More pages: the same body POSTed to the full X-Pagination-Next URL, until none."""
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        page = int(request.url.params.get("cursor", "0"))
+        headers = {}
+        if page < 2:
+            next_url = f"https://api.edges.run/v1/actions/a/run/live?cursor={page + 1}"
+            headers["X-Pagination-Next"] = next_url
+        return httpx.Response(200, json=[{"n": 2 * page}, {"n": 2 * page + 1}], headers=headers)
+
+    client = mock_client(handler)
+    live = await client.actions.run_live("a", input={"q": "x"}, parameters={"max_results": 6})
+    assert live.results == [{"n": 0}, {"n": 1}]
+    assert live.has_more
+    assert len(sent) == 1  # further pages only on demand
+    assert [item["n"] async for item in live] == list(range(6))
+    assert [request.method for request in sent] == ["POST"] * 3
+    assert len({request.content for request in sent}) == 1
+    assert json.loads(sent[0].content) == {"input": {"q": "x"}, "parameters": {"max_results": 6}}
+    assert [request.url.params.get("cursor") for request in sent] == [None, "1", "2"]
+
+
+async def test_run_live_refuses_a_next_page_on_another_host(mock_client: ClientFactory) -> None:
+    """The key is never sent to a next-page URL off the base URL's origin."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        next_url = "https://evil.example/v1/actions/a/run/live?cursor=1"
+        return httpx.Response(200, json=[{}], headers={"X-Pagination-Next": next_url})
+
+    client = mock_client(handler)
+    with pytest.raises(ea.PaginationError, match=r"evil\.example"):
+        await client.actions.run_live("a", input={})
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"inputs": [{}]}, "not inputs"),
+        ({"input": [{}]}, "must be an object"),
+        ({"input": {}, "parameters": [1]}, "parameters must be an object"),
+        ({"input": {}, "identity_mode": "sometimes"}, "identity_mode"),
+    ],
+)
+async def test_run_live_refuses_bad_arguments_before_sending(
+    mock_client: ClientFactory, arguments: dict[str, Any], message: str
+) -> None:
+    """inputs= on a live run, a non-object input... raise ValueError and send nothing."""
+    recorder = Recorder(httpx.Response(200, json=[]))
+    client = mock_client(recorder)
+    with pytest.raises(ValueError, match=message):
+        await client.actions.run_live("a", **arguments)
+    assert recorder.requests == []
+
+
+def test_live_requests_draw_on_the_live_budget() -> None:
+    """Live launches and their next pages are the "live" rate-limit group, not "runs"."""
+    from edges_async._limiter import route_group
+
+    base = "https://api.edges.run/v1/actions/a/run/live"
+    assert route_group(httpx.URL(base)) == "live"
+    assert route_group(httpx.URL(base + "?cursor=abc")) == "live"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Any, final
 
 from .._export import export_outputs
@@ -41,10 +41,11 @@ def _sort_params(sort: str | Iterable[str] | None) -> list[tuple[str, str]]:
 class Runs:
     """Runs of the workspace: ``client.runs``."""
 
-    __slots__ = ("_core",)
+    __slots__ = ("_core", "_on_resumed")
 
-    def __init__(self, core: HTTPCore) -> None:
+    def __init__(self, core: HTTPCore, *, on_resumed: Callable[[str], None] | None = None) -> None:
         self._core = core
+        self._on_resumed = on_resumed
 
     async def get(self, run_uid: str | uuid.UUID) -> Run:
         """The full run object.
@@ -62,8 +63,11 @@ class Runs:
 
     async def resume(self, run_uid: str | uuid.UUID) -> Run:
         """Resume a BLOCKED run: its blocked inputs and the run go back to SCHEDULED."""
-        path = f"/runs/{check_run_uid(run_uid)}/resume"
-        return parse_model(Run, await self._core.post(path))
+        uid = check_run_uid(run_uid)
+        run = parse_model(Run, await self._core.post(f"/runs/{uid}/resume"))
+        if self._on_resumed is not None:
+            self._on_resumed(uid)  # a callback's "it ended" is out of date
+        return run
 
     async def cancel(self, run_uid: str | uuid.UUID) -> Run:
         """Cancel an async or scheduled run; no callbacks are sent after this."""

@@ -1,0 +1,272 @@
+"""``CallbackReceiver``: the endpoint Edges POSTs run callbacks to, as a plain ASGI app.
+
+Edges signs nothing (API.md): a receiver knows a callback is genuine by a
+header the launch asked Edges to send. So the receiver, in this order:
+
+1. answers 405 to anything but a POST;
+2. checks the shared-secret header in constant time (401 when missing or wrong);
+3. refuses a body over ``max_body_bytes`` (413), by its ``Content-Length`` or
+   while reading it;
+4. validates the body as a :class:`CallbackEvent` (400);
+5. answers 200 to a ``callback_ref_uid`` already taken, doing nothing more
+   (Edges retries a delivery with the same one);
+6. answers 503 with ``Retry-After`` when the partial results buffer is full,
+   so Edges delivers it again later rather than it being dropped;
+7. hands the event over and answers 200: a client's waits for the run end at
+   once on a final callback, and the run's partial results join its stream.
+
+Nothing in between awaits the network: the answer is fast.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Literal, final
+
+import pydantic
+
+from ._callback_models import CallbackEvent
+from ._models import Callback
+from ._params import check_run_uid
+from ._run_streams import RunStreams
+
+if TYPE_CHECKING:
+    import uuid
+
+    from fastapi import APIRouter
+
+    from ._client import AsyncClient
+
+__all__ = ["DEFAULT_SECRET_HEADER", "CallbackReceiver"]
+
+DEFAULT_SECRET_HEADER = "X-Edges-Callback-Secret"
+_MAX_SEEN = 1_000_000  # callback_ref_uids remembered for de-duplication
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+
+
+@final
+class CallbackReceiver:
+    """Receives Edges callbacks and hands them to a client and to per-run streams.
+
+    Mount it as an ASGI app (``app.mount("/edges/callbacks", receiver)``) or
+    include :meth:`router` in a FastAPI app; launch runs with
+    :meth:`callback`, which adds the secret header for Edges to send back::
+
+        receiver = CallbackReceiver(client, secret=os.environ["EDGES_CALLBACK_SECRET"])
+        run = await client.actions.run_async(
+            "linkedin-extract-people",
+            inputs=[...],
+            callback=receiver.callback("https://example.com/edges/callbacks", on="all"),
+        )
+        async for result in receiver.results(run.uid):  # partial results, as they come
+            ...
+
+    It must run on the client's event loop (as it does inside the same app).
+
+    Args:
+        client: The client whose waits (``wait_for_run``, ``watch_runs``) a final
+            callback ends, and whose polling slows down for runs covered by
+            callbacks; ``None`` to only receive.
+        secret: The shared secret Edges must send in ``header`` (16+ characters).
+        header: The header name carrying it.
+        max_body_bytes: Bodies over this size are refused with 413.
+        max_buffered_results: Partial results held for readers of
+            :meth:`results` over every run; past it, callbacks get 503.
+    """
+
+    __slots__ = ("_client", "_header", "_max_body", "_secret", "_seen", "_streams", "header")
+
+    def __init__(
+        self,
+        client: AsyncClient | None = None,
+        *,
+        secret: str,
+        header: str = DEFAULT_SECRET_HEADER,
+        max_body_bytes: int = 2 * 1024 * 1024,
+        max_buffered_results: int = 100_000,
+    ) -> None:
+        if not isinstance(secret, str) or len(secret) < 16 or not secret.isprintable():
+            raise ValueError("secret must be a printable string of at least 16 characters")
+        if not isinstance(header, str) or not header or not header.isascii() or ":" in header:
+            raise ValueError(f"header must be an HTTP header name, got {header!r}")
+        for name, value in (
+            ("max_body_bytes", max_body_bytes),
+            ("max_buffered_results", max_buffered_results),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        self._client = client
+        self.header = header
+        """The name of the header carrying the shared secret."""
+        self._header = header.lower().encode("latin-1")
+        self._secret = secret.encode()
+        self._max_body = max_body_bytes
+        self._seen: dict[str, None] = {}
+        self._streams = RunStreams(max_buffered_results)
+
+    # -- for launching -----------------------------------------------------------
+
+    def callback(
+        self,
+        url: str,
+        *,
+        on: Literal["all", "final"] = "final",
+        headers: dict[str, str] | None = None,
+    ) -> Callback:
+        """The ``callback=`` of a launch whose callbacks this receiver gets at ``url``.
+
+        The secret header is added to ``headers``; the client, if any, learns
+        that runs launched with it are covered by callbacks.
+        """
+        callback = Callback(
+            url=url, on=on, headers={**(headers or {}), self.header: self._secret.decode()}
+        )
+        if self._client is not None:
+            self._client._receive_callbacks_at(callback.url)
+        return callback
+
+    # -- for reading ---------------------------------------------------------------
+
+    async def events(self, run_uid: str | uuid.UUID) -> AsyncIterator[CallbackEvent]:
+        """Each callback of the run, in arrival order, ending after its final one.
+
+        Events that arrived before the call are buffered for it; one reader per
+        run at a time. Wrap it in ``anyio.fail_after`` to bound the wait: a
+        callback Edges never delivers would otherwise be awaited forever.
+        """
+        async for event in self._streams.read(check_run_uid(run_uid)):
+            yield event
+
+    async def results(self, run_uid: str | uuid.UUID) -> AsyncIterator[Any]:
+        """Each partial result of an ``on: "all"`` run as it arrives; ends with the run.
+
+        Compare the count with the run's ``output_count`` to check that nothing
+        is missing (API.md: the completeness check).
+        """
+        async for event in self.events(run_uid):
+            for result in event.results or ():
+                yield result
+
+    # -- serving -------------------------------------------------------------------
+
+    def router(self, path: str = "/edges/callbacks") -> APIRouter:
+        """A FastAPI router serving this receiver at ``path`` (POST only).
+
+        Needs the ``fastapi`` extra: ``pip install 'edges-async[fastapi]'``.
+        """
+        from fastapi import APIRouter
+        from starlette.routing import Route
+
+        router = APIRouter()
+        # A Route whose endpoint is not a function is served as a plain ASGI app.
+        router.routes.append(Route(path, self, methods=["POST"], include_in_schema=False))
+        return router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point."""
+        if scope["type"] == "lifespan":
+            await _serve_lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            event = await self._take(scope, receive)
+        except _Refused as refused:
+            await _answer(send, refused.status, {"detail": refused.detail}, refused.headers)
+            return
+        await _answer(send, 200, {"ok": True, "duplicate": event is None})
+
+    async def _take(self, scope: Scope, receive: Receive) -> CallbackEvent | None:
+        if scope["method"] != "POST":
+            raise _Refused(405, "Callbacks are POSTed", ((b"allow", b"POST"),))
+        headers = scope["headers"]
+        secret = next((value for name, value in headers if name.lower() == self._header), None)
+        if secret is None or not hmac.compare_digest(secret, self._secret):
+            raise _Refused(401, f"Missing or wrong {self.header} header")
+        length = next((value for name, value in headers if name.lower() == b"content-length"), None)
+        if length is not None and (not length.isdigit() or int(length) > self._max_body):
+            raise _Refused(413, f"The body exceeds {self._max_body} bytes")
+        body = await self._read_body(receive)
+        try:
+            event = CallbackEvent.model_validate_json(body)
+        except (pydantic.ValidationError, ValueError) as exc:
+            raise _Refused(400, f"Not an Edges callback body: {_first_error(exc)}") from None
+        if event.callback_ref_uid in self._seen:
+            return None
+        if not self._streams.has_room(event):
+            raise _Refused(503, "Partial results buffer full", ((b"retry-after", b"30"),))
+        self._streams.add(event)
+        if self._client is not None:
+            self._client._take_callback(event)
+        self._seen[event.callback_ref_uid] = None
+        if len(self._seen) > _MAX_SEEN:
+            del self._seen[next(iter(self._seen))]
+        return event
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Refused(400, "The client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                raise _Refused(413, f"The body exceeds {self._max_body} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def __repr__(self) -> str:
+        return f"<CallbackReceiver header={self.header!r}>"
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, pydantic.ValidationError):
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        return f"{where}: {error['msg']}" if where else str(error["msg"])
+    return str(exc)
+
+
+async def _answer(
+    send: Send, status: int, body: dict[str, Any], headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    content = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(content)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": content})
+
+
+async def _serve_lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

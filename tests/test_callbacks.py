@@ -1,0 +1,343 @@
+"""edges_async.callbacks: the receiver's checks, and callbacks ending waits at once (fake time)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from fastapi import FastAPI
+
+import edges_async as ea
+from edges_async.callbacks import DEFAULT_SECRET_HEADER, CallbackEvent, CallbackReceiver
+from edges_async.testing import EdgesSimulator, RunScript, Workspace
+
+from .conftest import API_KEY
+
+SECRET = "s3cret-s3cret-s3cret"
+URL = "https://app.example/edges/callbacks"
+_refs = itertools.count()
+
+
+def callback_body(
+    uid: str, status: str, *, ref: str | None = None, results: list[Any] | None = None
+) -> dict[str, Any]:
+    """A callback body as Edges documents it."""
+    return {
+        "callback_ref_uid": ref or f"ref-{next(_refs)}",
+        "run": {"run_uid": uid, "batch_uid": "b-1", "status": status},
+        "input": {"linkedin_profile_url": "https://www.linkedin.com/in/a"},
+        "custom_data": {"row": 7},
+        "error": None,
+        "results": results,
+    }
+
+
+def ending(status: str, at: float) -> RunScript:
+    return RunScript(steps=(("CREATED", 0.0), ("RUNNING", 1.0), (status, at)), outputs=3)
+
+
+def status_polls(simulator: EdgesSimulator, uid: str) -> int:
+    return sum(
+        1
+        for request in simulator.requests
+        if request.path.endswith(f"{uid}/status")
+        or (request.path == "/v1/runs" and ("uid", uid) in request.query)
+    )
+
+
+@pytest.fixture
+async def client(simulator: EdgesSimulator, workspace: Workspace) -> AsyncIterator[ea.AsyncClient]:
+    """A Titanium client on the simulator, in process."""
+    async with (
+        httpx.AsyncClient(transport=simulator.transport()) as http,
+        ea.AsyncClient(API_KEY, plan="titanium", http_client=http) as sdk_client,
+    ):
+        yield sdk_client
+
+
+@pytest.fixture
+def receiver(client: ea.AsyncClient) -> CallbackReceiver:
+    return CallbackReceiver(client, secret=SECRET)
+
+
+@pytest.fixture
+async def edges(receiver: CallbackReceiver) -> AsyncIterator[httpx.AsyncClient]:
+    """Plays Edges: POSTs to the receiver in process, with the secret header."""
+    transport = httpx.ASGITransport(app=receiver)
+    headers = {DEFAULT_SECRET_HEADER: SECRET}
+    async with httpx.AsyncClient(transport=transport, base_url=URL, headers=headers) as http:
+        yield http
+
+
+# -- the receiver's checks -------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", [None, "", "s3cret-s3cret-s3creT", SECRET + "x"])
+async def test_a_missing_or_wrong_secret_is_401_and_delivers_nothing(
+    client: ea.AsyncClient,
+    receiver: CallbackReceiver,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+    secret: str | None,
+) -> None:
+    uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 60.0)).uid
+    headers = {} if secret is None else {DEFAULT_SECRET_HEADER: secret}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=receiver)) as http:
+        response = await http.post(URL, json=callback_body(uid, "SUCCEEDED"), headers=headers)
+    assert response.status_code == 401
+    assert SECRET not in response.text
+    run = await client.wait_for_run(uid)
+    assert anyio.current_time() >= 60.0  # the wait ran to the server's end: nothing delivered
+    assert run.action_name is not None
+
+
+async def test_the_same_callback_delivered_twice_counts_once(
+    receiver: CallbackReceiver, edges: httpx.AsyncClient
+) -> None:
+    uid = "1" * 8 + "-1111-4111-8111-" + "1" * 12
+    partial = callback_body(uid, "RUNNING", ref="same", results=[{"n": 1}])
+    first = await edges.post("", json=partial)
+    again = await edges.post("", json=partial)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
+    await edges.post("", json=callback_body(uid, "SUCCEEDED"))
+    assert [result async for result in receiver.results(uid)] == [{"n": 1}]
+
+
+async def test_an_oversized_body_is_refused(client: ea.AsyncClient) -> None:
+    receiver = CallbackReceiver(client, secret=SECRET, max_body_bytes=1000)
+    big = callback_body("1" * 8 + "-1111-4111-8111-" + "1" * 12, "RUNNING")
+    big["results"] = [{"blob": "x" * 2000}]
+    transport = httpx.ASGITransport(app=receiver)
+    headers = {DEFAULT_SECRET_HEADER: SECRET}
+    async with httpx.AsyncClient(transport=transport, headers=headers) as http:
+        response = await http.post(URL, json=big)
+        assert response.status_code == 413
+
+        # Without a Content-Length, the body is counted as it is read.
+        async def chunks() -> AsyncIterator[bytes]:
+            data = json.dumps(big).encode()
+            for start in range(0, len(data), 256):
+                yield data[start : start + 256]
+
+        response = await http.post(URL, content=chunks())
+        assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"run": {"run_uid": "x", "status": "SUCCEEDED"}}',
+        b'{"callback_ref_uid": "r"}',
+    ],
+)
+async def test_a_body_that_is_not_a_callback_is_400(edges: httpx.AsyncClient, body: bytes) -> None:
+    response = await edges.post("", content=body)
+    assert response.status_code == 400
+    assert "detail" in response.json()
+
+
+async def test_only_post_is_answered(edges: httpx.AsyncClient) -> None:
+    response = await edges.get("")
+    assert response.status_code == 405
+
+
+def test_the_receiver_refuses_a_weak_secret_and_never_shows_it() -> None:
+    with pytest.raises(ValueError, match="16 characters"):
+        CallbackReceiver(secret="short")
+    receiver = CallbackReceiver(secret=SECRET)
+    assert SECRET not in repr(receiver)
+
+
+# -- handing events to waiters ------------------------------------------------------
+
+
+async def test_a_final_callback_ends_the_wait_at_once(
+    client: ea.AsyncClient,
+    edges: httpx.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+) -> None:
+    """The wait returns when the callback arrives, long before a poll could tell."""
+    uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 600.0)).uid
+
+    async def deliver_later() -> None:
+        await anyio.sleep(42.0)
+        await edges.post("", json=callback_body(uid, "PARTIAL_SUCCEEDED"))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(deliver_later)
+        run = await client.wait_for_run(uid)
+    assert run.status is ea.RunStatus.PARTIAL_SUCCEEDED
+    assert run.uid == uid
+    assert anyio.current_time() == pytest.approx(42.0, abs=0.01)
+
+
+async def test_a_callback_before_the_first_poll(
+    client: ea.AsyncClient,
+    edges: httpx.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+) -> None:
+    """A run whose final callback came before anyone waited: the wait returns without a poll."""
+    uid = simulator.add_run(workspace, script=ending("FAILED", 5.0)).uid
+    await edges.post("", json=callback_body(uid, "FAILED"))
+    run = await client.wait_for_run(uid)
+    assert run.status is ea.RunStatus.FAILED
+    assert status_polls(simulator, uid) == 0
+    assert [r.status for r in await client.wait_for_runs([uid])] == [ea.RunStatus.FAILED]
+
+
+async def test_a_callback_for_an_unknown_run_is_harmless(
+    client: ea.AsyncClient,
+    edges: httpx.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+) -> None:
+    stranger = "9" * 8 + "-9999-4999-8999-" + "9" * 12
+    for status in ("RUNNING", "SUCCEEDED", "SOMETHING_NEW"):
+        response = await edges.post("", json=callback_body(stranger, status))
+        assert response.status_code == 200
+    uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 3.0)).uid
+    run = await client.wait_for_run(uid)
+    assert run.status is ea.RunStatus.SUCCEEDED
+
+
+async def test_status_changes_from_callbacks_reach_on_status_change(
+    client: ea.AsyncClient,
+    edges: httpx.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+) -> None:
+    uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 600.0)).uid
+    seen: list[object] = []
+
+    async def deliver() -> None:
+        await anyio.sleep(10)
+        await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 1}]))
+        await anyio.sleep(10)
+        await edges.post("", json=callback_body(uid, "SUCCEEDED"))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(deliver)
+        await client.wait_for_run(uid, on_status_change=lambda run: seen.append(run.status))
+    assert seen[-1] is ea.RunStatus.SUCCEEDED
+    assert anyio.current_time() == pytest.approx(20.0, abs=0.01)
+
+
+async def test_runs_covered_by_callbacks_are_polled_as_a_safety_net_only(
+    client: ea.AsyncClient,
+    receiver: CallbackReceiver,
+    simulator: EdgesSimulator,
+) -> None:
+    """Launched with the receiver's callback: polled every 30 s, not 7.6 times a second.
+
+    No callback ever comes here, so polling still notices the end.
+    """
+    simulator.script_runs(ending("SUCCEEDED", 300.0))
+    run = await client.actions.run_async("a", inputs=[{}], callback=receiver.callback(URL))
+    ended = await client.wait_for_run(run.uid)
+    assert ended.status is ea.RunStatus.SUCCEEDED
+    assert status_polls(simulator, run.uid) <= 300 / 30 + 2
+    assert 300.0 <= anyio.current_time() <= 331.0
+
+
+async def test_a_launch_with_another_callback_url_is_polled_as_usual(
+    client: ea.AsyncClient,
+    receiver: CallbackReceiver,
+    simulator: EdgesSimulator,
+) -> None:
+    simulator.script_runs(ending("SUCCEEDED", 30.0))
+    callback = {"url": "https://elsewhere.example/hook", "on": "final"}
+    run = await client.actions.run_async("a", inputs=[{}], callback=callback)
+    await client.wait_for_run(run.uid)
+    assert anyio.current_time() <= 30.5
+
+
+# -- partial results ------------------------------------------------------------------
+
+
+async def test_partial_results_stream_per_run_and_end_with_the_run(
+    receiver: CallbackReceiver, edges: httpx.AsyncClient
+) -> None:
+    """Results sent before reading are kept; the stream ends after the final callback."""
+    uid = "2" * 8 + "-2222-4222-8222-" + "2" * 12
+    other = "3" * 8 + "-3333-4333-8333-" + "3" * 12
+    await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 0}, {"n": 1}]))
+    await edges.post("", json=callback_body(other, "RUNNING", results=[{"n": 99}]))
+    got: list[int] = []
+
+    async def read() -> None:
+        async for result in receiver.results(uid):
+            got.append(result["n"])  # noqa: PERF401 - read while the stream is open
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(read)
+        await anyio.sleep(1)
+        assert got == [0, 1]
+        await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 2}]))
+        await edges.post("", json=callback_body(uid, "SUCCEEDED"))
+    assert got == [0, 1, 2]
+    other_results = receiver.results(other)
+    assert await anext(other_results) == {"n": 99}  # kept apart, still waiting for its reader
+
+
+async def test_events_carry_custom_data_and_input(
+    receiver: CallbackReceiver, edges: httpx.AsyncClient
+) -> None:
+    uid = "4" * 8 + "-4444-4444-8444-" + "4" * 12
+    await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 0}]))
+    await edges.post("", json=callback_body(uid, "SUCCEEDED"))
+    events = [event async for event in receiver.events(uid.upper())]
+    assert [event.is_final for event in events] == [False, True]
+    assert all(isinstance(event, CallbackEvent) for event in events)
+    assert events[0].custom_data == {"row": 7}
+    assert events[0].input == {"linkedin_profile_url": "https://www.linkedin.com/in/a"}
+    assert events[1].run.status is ea.RunStatus.SUCCEEDED
+
+
+async def test_a_full_results_buffer_answers_503_so_edges_retries(client: ea.AsyncClient) -> None:
+    receiver = CallbackReceiver(client, secret=SECRET, max_buffered_results=3)
+    uid = "5" * 8 + "-5555-4555-8555-" + "5" * 12
+    transport = httpx.ASGITransport(app=receiver)
+    headers = {DEFAULT_SECRET_HEADER: SECRET}
+    async with httpx.AsyncClient(transport=transport, base_url=URL, headers=headers) as edges:
+        body = callback_body(uid, "RUNNING", ref="r1", results=[{"n": 0}, {"n": 1}])
+        assert (await edges.post("", json=body)).status_code == 200
+        late = callback_body(uid, "RUNNING", ref="r2", results=[{"n": 2}, {"n": 3}])
+        refused = await edges.post("", json=late)
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"]
+        stream = receiver.results(uid)
+        assert [await anext(stream), await anext(stream)] == [{"n": 0}, {"n": 1}]
+        again = await edges.post("", json=late)  # Edges retries with the same callback_ref_uid
+        assert (again.status_code, again.json()["duplicate"]) == (200, False)
+        await edges.post("", json=callback_body(uid, "SUCCEEDED"))
+        assert [item async for item in stream] == [{"n": 2}, {"n": 3}]
+
+
+# -- FastAPI ------------------------------------------------------------------------------
+
+
+async def test_the_receiver_as_a_fastapi_router(receiver: CallbackReceiver) -> None:
+    app = FastAPI()
+    app.include_router(receiver.router("/hooks/edges"))
+    uid = "6" * 8 + "-6666-4666-8666-" + "6" * 12
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://app.example") as http:
+        ok = await http.post(
+            "/hooks/edges",
+            json=callback_body(uid, "SUCCEEDED"),
+            headers={DEFAULT_SECRET_HEADER: SECRET},
+        )
+        refused = await http.post("/hooks/edges", json=callback_body(uid, "SUCCEEDED"))
+        wrong_method = await http.get("/hooks/edges")
+    assert (ok.status_code, refused.status_code, wrong_method.status_code) == (200, 401, 405)
+    assert [event.run_uid async for event in receiver.events(uid)] == [uid]
