@@ -1,0 +1,123 @@
+"""A FastAPI backend on edges_async: launch runs, await them, and receive their callbacks.
+
+The pattern:
+
+- one ``AsyncClient`` per worker process, built with the app and opened in the
+  lifespan (it holds the connection pool, the rate limiter and the poller);
+- a dependency, ``EdgesClient``, to reach it from the endpoints;
+- ``POST /runs`` launches a run whose callbacks come back to this app;
+- ``GET /runs/{run_uid}/wait`` awaits it with a timeout (202 and the last
+  state seen when it is not done yet), returning the moment the final
+  callback arrives;
+- the callback receiver mounted at ``/edges/callbacks``: it checks the
+  shared secret Edges sends back in a header, and hands each callback to the
+  client.
+
+Run it with ``uvicorn examples.fastapi_app:app`` behind HTTPS, with
+``EDGES_API_KEY``, ``EDGES_PLAN``, ``EDGES_CALLBACK_SECRET`` (16+ characters)
+and ``PUBLIC_URL`` (the HTTPS origin Edges can reach this app at) set.
+``tests/test_fastapi_example.py`` serves it with uvicorn over TLS on a
+loopback port, against the simulator posting real callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+import edges_async as ea
+from edges_async.callbacks import CallbackReceiver
+
+CALLBACK_PATH = "/edges/callbacks"
+
+
+class LaunchRequest(BaseModel):
+    """What ``POST /runs`` takes."""
+
+    action: str
+    inputs: list[dict[str, Any]] = Field(min_length=1)
+    parameters: dict[str, Any] | None = None
+
+
+def get_client(request: Request) -> ea.AsyncClient:
+    """The dependency giving endpoints the app's one ``AsyncClient``."""
+    client: ea.AsyncClient = request.app.state.edges
+    return client
+
+
+def get_receiver(request: Request) -> CallbackReceiver:
+    """The dependency giving endpoints the app's callback receiver."""
+    receiver: CallbackReceiver = request.app.state.receiver
+    return receiver
+
+
+EdgesClient = Annotated[ea.AsyncClient, Depends(get_client)]
+Receiver = Annotated[CallbackReceiver, Depends(get_receiver)]
+
+
+def create_app(
+    *,
+    client: ea.AsyncClient | None = None,
+    public_url: str | None = None,
+    secret: str | None = None,
+) -> FastAPI:
+    """The app; ``client`` defaults to one configured from ``EDGES_*`` variables."""
+    edges = client if client is not None else ea.AsyncClient()
+    public_url = (public_url or os.environ["PUBLIC_URL"]).rstrip("/")
+    receiver = CallbackReceiver(edges, secret=secret or os.environ["EDGES_CALLBACK_SECRET"])
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with edges:  # closed, and every waiter woken, when the app stops
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    app.state.edges = edges
+    app.state.receiver = receiver
+    app.state.callback_url = public_url + CALLBACK_PATH
+    app.include_router(receiver.router(CALLBACK_PATH))
+
+    @app.post("/runs", status_code=201)
+    async def launch(
+        launch: LaunchRequest, client: EdgesClient, receiver: Receiver, request: Request
+    ) -> dict[str, Any]:
+        try:
+            run = await client.actions.run_async(
+                launch.action,
+                inputs=launch.inputs,
+                parameters=launch.parameters,
+                callback=receiver.callback(request.app.state.callback_url, on="final"),
+            )
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"run_uid": run.uid, "status": run.status}
+
+    @app.get("/runs/{run_uid}/wait", response_model=None)
+    async def wait(
+        run_uid: str, client: EdgesClient, timeout: float = 30.0
+    ) -> dict[str, Any] | JSONResponse:
+        try:
+            run = await client.wait_for_run(run_uid, timeout=timeout)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except ea.NotFoundError:
+            raise HTTPException(404, f"No run {run_uid}") from None
+        except ea.WaitTimeoutError as exc:
+            last = exc.runs[0].model_dump(mode="json") if exc.runs else None
+            return JSONResponse({"done": False, "run": last}, status_code=202)
+        return {"done": True, "run": run.model_dump(mode="json")}
+
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # ``uvicorn examples.fastapi_app:app`` builds the app from the environment on first use.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)
