@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from starlette.types import ASGIApp
 
-__all__ = ["run_until_stopped", "serve_app"]
+__all__ = ["run_until_stopped", "serve_app", "serve_origin"]
 
 
 class _Server(uvicorn.Server):
@@ -79,17 +79,40 @@ def _base_url(sock: socket.socket) -> str:
     return f"http://{host}:{port}/v1"
 
 
-def _server(app: ASGIApp) -> _Server:
+def _server(app: ASGIApp, *, lifespan: bool = False, certfile: str | None = None) -> _Server:
     config = uvicorn.Config(
         app,
         interface="asgi3",
-        lifespan="off",
+        lifespan="on" if lifespan else "off",
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        ssl_certfile=certfile,
+        ssl_keyfile=certfile,
     )
     _quiet_drops()
     return _Server(config)
+
+
+@contextlib.asynccontextmanager
+async def serve_origin(
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, certfile: str | None = None
+) -> AsyncIterator[str]:
+    """Serve any ASGI app (its lifespan on) while the block runs; yield its origin.
+
+    With ``certfile`` (a PEM holding the key and the certificate chain, e.g.
+    from ``trustme``) it serves HTTPS: ``https://127.0.0.1:54321``.
+    """
+    sock = _bind(host, port)
+    server = _server(app, lifespan=True, certfile=certfile)
+    scheme = "https" if certfile is not None else "http"
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(server.serve, [sock])
+        try:
+            await server.ready.wait()
+            yield _base_url(sock).replace("http://", f"{scheme}://").removesuffix("/v1")
+        finally:
+            server.should_exit = True
 
 
 @contextlib.asynccontextmanager
