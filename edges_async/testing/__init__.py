@@ -2,7 +2,8 @@
 
 ``EdgesSimulator`` is an ASGI app implementing the server side of the API:
 runs whose status moves on the event loop's clock, cursor-paginated outputs,
-per-workspace rate limits, fault injection and a request log. Use it in
+per-workspace rate limits, fault injection and a request log, and callbacks
+POSTed to their URLs while ``sim.deliver_callbacks()`` runs. Use it in
 process, or serve it on a loopback port (also ``python -m edges_async.testing``)::
 
     import httpx
@@ -31,6 +32,7 @@ Starlette and uvicorn.
 from __future__ import annotations
 
 from .._limiter import NoRateLimit as NoRateLimit
+from ._callbacks import CallbackDelivery as CallbackDelivery
 from ._faults import Fault as Fault
 from ._log import RecordedRequest as RecordedRequest
 from ._rate_limits import WindowKind as WindowKind
@@ -41,6 +43,7 @@ from ._state import SimulatedRun as SimulatedRun
 from ._state import Workspace as Workspace
 
 __all__ = [
+    "CallbackDelivery",
     "EdgesSimulator",
     "Fault",
     "NoRateLimit",

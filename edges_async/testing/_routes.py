@@ -174,6 +174,7 @@ class EdgesApi:
             parameters=launch.parameters,
             callback=launch.callback,
             input_count=launch.input_count,
+            first_input=launch.first_input,
         )
         return json_response(run.launch_object(run.snapshot(now)))
 
@@ -191,6 +192,7 @@ class EdgesApi:
             created=now,
             script=script,
             parameters=launch.parameters,
+            first_input=launch.input,
         )
         return json_response(results)
 

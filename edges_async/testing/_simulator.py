@@ -16,6 +16,7 @@ import anyio
 
 from edges_async._plans import PlanTier
 
+from ._callbacks import CallbackSender
 from ._faults import (
     PREMATCHED,
     FaultSet,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     import httpx
     from starlette.types import Message, Receive, Scope, Send
 
+    from ._callbacks import CallbackDelivery
     from ._faults import Fault
     from ._state import RunScript, SimulatedRun, Workspace
 
@@ -64,6 +66,8 @@ class EdgesSimulator:
     - ``run_profile``: the knobs of random lifecycles (:class:`RunProfile`).
     - ``max_logged_requests``: keep only the newest that many entries of the
       request log (default: all of them; a long-lived server wants a bound).
+    - ``callback_retry_delays``: the waits (seconds or timedelta) before each
+      retry of a failed callback delivery; once they are spent it is given up.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class EdgesSimulator:
         send_retry_after: bool = True,
         run_profile: RunProfile | None = None,
         max_logged_requests: int | None = None,
+        callback_retry_delays: Sequence[float | timedelta] = (1.0, 2.0, 4.0, 8.0, 16.0),
     ) -> None:
         if start_time is not None and start_time.tzinfo is None:
             raise ValueError("start_time must be an aware datetime")
@@ -86,6 +91,7 @@ class EdgesSimulator:
         self._api = EdgesApi(
             self._world, window=WindowKind(window), send_retry_after=send_retry_after
         )
+        self._callbacks = CallbackSender(self._world.callbacks, self._clock, callback_retry_delays)
         if max_logged_requests is not None and max_logged_requests < 1:
             raise ValueError(f"max_logged_requests must be >= 1, got {max_logged_requests}")
         self._requests: list[RecordedRequest] = []
@@ -126,7 +132,9 @@ class EdgesSimulator:
         """Seed a run directly, created now, or ``age`` (seconds or timedelta) ago.
 
         Without ``script`` the run gets a seeded random lifecycle. A run older
-        than 90 days is archived: 404, and left out of lists.
+        than 90 days is archived: 404, and left out of lists. ``callback``
+        (``{"url", "headers", "on"}``) is not validated, so a test may point it
+        at a plain-HTTP receiver.
         """
         if execution_mode not in ("ASYNC", "LIVE"):
             raise ValueError("execution_mode must be 'ASYNC' or 'LIVE'")
@@ -146,6 +154,7 @@ class EdgesSimulator:
             parameters=parameters,
             callback=callback,
             input_count=input_count,
+            first_input=inputs[0] if inputs else None,
         )
 
     # -- inspecting ----------------------------------------------------------
@@ -154,6 +163,11 @@ class EdgesSimulator:
     def requests(self) -> list[RecordedRequest]:
         """The request log, in the order the answers were given (clear it at will)."""
         return self._requests
+
+    @property
+    def callback_deliveries(self) -> list[CallbackDelivery]:
+        """Every callback delivery attempt, in the order they ended (clear it at will)."""
+        return self._callbacks.deliveries
 
     @property
     def runs(self) -> list[SimulatedRun]:
@@ -198,6 +212,30 @@ class EdgesSimulator:
         picks a free port. Leaving the block shuts the server down gracefully.
         """
         return serve_app(self, host=host, port=port)
+
+    def deliver_callbacks(
+        self, http_client: httpx.AsyncClient | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """POST runs' callbacks to their ``callback.url`` while the block runs.
+
+        Each callback goes out at its moment on the simulator's clock (slept
+        on the event loop, so fake time drives it), in order within a run; a
+        failed one is retried after each of ``callback_retry_delays`` with the
+        same ``callback_ref_uid``. Runs launched during the block are picked up
+        at once; callbacks that fell due before it are sent when it starts. A
+        cancelled run gets none after its cancel. Every attempt is logged in
+        :attr:`callback_deliveries`. Leaving the block stops sending (a callback
+        cut short is sent again by the next block). ``http_client`` defaults to
+        a fresh ``httpx.AsyncClient``, closed at the end; a given one is not.
+
+        The body: ``{"callback_ref_uid", "run": {"run_uid", "batch_uid",
+        "status"}, "input", "custom_data", "error", "results"}``, with
+        ``results`` the outputs of a partial (``on: "all"``) callback, else null.
+
+        >>> async with sim.deliver_callbacks():
+        ...     await anyio.sleep(60)
+        """
+        return self._callbacks.deliver(http_client)
 
     # -- ASGI ----------------------------------------------------------------
 
@@ -280,5 +318,6 @@ class EdgesSimulator:
         return (
             f"EdgesSimulator(window={self._api.window.value!r}, "
             f"workspaces={len(self._world.workspaces)}, runs={len(self._world.runs)}, "
-            f"faults={len(self.faults)}, requests={len(self._requests)})"
+            f"faults={len(self.faults)}, requests={len(self._requests)}, "
+            f"callback_attempts={len(self._callbacks.deliveries)})"
         )

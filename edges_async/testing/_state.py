@@ -282,8 +282,10 @@ class SimulatedRun:
         "_times",
         "action_name",
         "callback",
+        "cancelled_at",
         "created",
         "execution_mode",
+        "first_input",
         "id",
         "input_count",
         "output_seed",
@@ -310,6 +312,7 @@ class SimulatedRun:
         parameters: Mapping[str, Any] | None = None,
         callback: Mapping[str, Any] | None = None,
         input_count: int = 1,
+        first_input: Mapping[str, Any] | None = None,
     ) -> None:
         self._clock = clock
         self.id = run_id
@@ -322,6 +325,12 @@ class SimulatedRun:
         self.parameters: dict[str, Any] = dict(parameters or {})
         self.callback: dict[str, Any] | None = dict(callback) if callback is not None else None
         self.input_count = input_count
+        self.first_input: dict[str, Any] | None = (
+            dict(first_input) if first_input is not None else None
+        )
+        """The run's first input object, as launched (callbacks carry it)."""
+        self.cancelled_at: float | None = None
+        """The clock reading of ``POST /cancel``, if the run was cancelled."""
         self.output_seed = int(uid.replace("-", ""), 16)
         self.resume_outputs = script.resume_outputs
         self._times = [created + offset for _, offset in script.steps]
@@ -409,10 +418,50 @@ class SimulatedRun:
             previous_time, previous_count = knot_time, knot_count
         return previous_count
 
+    def first_terminal(self) -> tuple[float, str] | None:
+        """The clock reading and status of the run's first terminal step, if it has one."""
+        for moment, status in zip(self._times, self._statuses, strict=True):
+            if status in TERMINAL_STATUSES:
+                return moment, status
+        return None
+
+    def final_output_count(self) -> int:
+        """How many outputs the run will have once its timeline has played out."""
+        return self._knots[-1][1]
+
+    def output_time(self, count: int) -> float | None:
+        """The first clock reading at which at least ``count`` outputs are visible, if any.
+
+        The inverse of :meth:`output_count_at`; the linear guess is nudged by
+        an ulp or two either way, so floating-point rounding cannot make it
+        early or late.
+        """
+        previous_time, previous_count = -math.inf, 0
+        for knot_time, knot_count in self._knots:
+            if knot_count >= count:
+                if previous_time == -math.inf or knot_time == previous_time:
+                    return knot_time
+                span = knot_time - previous_time
+                guess = previous_time + (count - previous_count) * span / (
+                    knot_count - previous_count
+                )
+                guess = min(max(guess, previous_time), knot_time)
+                while guess < knot_time and self.output_count_at(guess) < count:
+                    guess = math.nextafter(guess, math.inf)
+                while guess > previous_time:
+                    earlier = math.nextafter(guess, -math.inf)
+                    if self.output_count_at(earlier) < count:
+                        break
+                    guess = earlier
+                return guess
+            previous_time, previous_count = knot_time, knot_count
+        return None
+
     # -- changing ------------------------------------------------------------
 
     def cancel(self, moment: float) -> None:
-        """Stop the run at ``moment``: STOPPED now, outputs frozen at what is visible."""
+        """Stop the run at ``moment``: STOPPED now, outputs frozen, no callbacks from then on."""
+        self.cancelled_at = moment
         visible = self.output_count_at(moment)
         keep = bisect.bisect_right(self._times, moment)
         del self._times[keep:], self._statuses[keep:]

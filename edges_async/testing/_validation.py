@@ -233,6 +233,7 @@ class AsyncLaunch:
     """A validated ``POST /v1/actions/{slug}/run/async`` body."""
 
     input_count: int
+    first_input: dict[str, Any]
     parameters: dict[str, Any]
     callback: dict[str, Any] | None
     max_results: int | None
@@ -258,6 +259,7 @@ def parse_async_body(raw: bytes) -> AsyncLaunch:
     callback = _check_callback(body["callback"]) if "callback" in body else None
     return AsyncLaunch(
         input_count=len(inputs),
+        first_input=inputs[0],
         parameters=parameters,
         callback=callback,
         max_results=_max_results(parameters),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from edges_async._plans import PlanTier
 
+from ._callback_plans import CallbackOutbox
 from ._state import RunProfile, RunScript, SimClock, SimulatedRun, Workspace, random_script
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class World:
         "_scripts",
         "_workspace_runs",
         "_workspaces",
+        "callbacks",
         "clock",
         "rng",
     )
@@ -42,6 +44,8 @@ class World:
         self._workspace_runs: dict[str, list[SimulatedRun]] = {}
         self._scripts: dict[str | None, collections.deque[RunScript]] = {}
         self._next_run_id = 1
+        self.callbacks = CallbackOutbox(seed)
+        """The runs with callbacks still to send."""
 
     def new_uid(self) -> str:
         """A seeded random uuid4."""
@@ -109,8 +113,12 @@ class World:
         parameters: Mapping[str, Any] | None = None,
         callback: Mapping[str, Any] | None = None,
         input_count: int = 1,
+        first_input: Mapping[str, Any] | None = None,
     ) -> SimulatedRun:
-        """Register a new run following ``script`` from clock reading ``created``."""
+        """Register a new run following ``script`` from clock reading ``created``.
+
+        A run with a ``callback`` joins the callback outbox.
+        """
         run = SimulatedRun(
             clock=self.clock,
             run_id=self._next_run_id,
@@ -124,10 +132,13 @@ class World:
             parameters=parameters,
             callback=callback,
             input_count=input_count,
+            first_input=first_input,
         )
         self._next_run_id += 1
         self._runs[run.uid] = run
         self._workspace_runs.setdefault(workspace.uid, []).append(run)
+        if run.callback is not None:
+            self.callbacks.add(run)
         return run
 
     def run(self, uid: str) -> SimulatedRun | None:
