@@ -24,6 +24,7 @@ from ._validation import (
     parse_list_query,
     parse_live_body,
     parse_outputs_query,
+    parse_schedule_body,
 )
 from ._wire import APIError, json_response
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from ._validation import AsyncLaunch
     from ._world import World
 
 __all__ = ["EdgesApi"]
@@ -74,7 +76,11 @@ class EdgesApi:
     def _build_app(self) -> Starlette:
         runs = "/v1/runs/{run_uid}"
         routes = [
+            # Launches, scheduled ones too, draw on no rate-limit budget.
             self._route("/v1/actions/{action_slug}/run/async", "POST", self._launch_async, None),
+            self._route(
+                "/v1/actions/{action_slug}/run/schedule", "POST", self._launch_schedule, None
+            ),
             self._route(
                 "/v1/actions/{action_slug}/run/live",
                 "POST",
@@ -164,7 +170,27 @@ class EdgesApi:
         action = request.path_params["action_slug"]
         script = self._world.script_for_launch(action, launch.input_count, launch.max_results)
         now = self._clock.now()
-        run = self._world.create_run(
+        run = self._create_run(caller, action, now, script, launch)
+        return json_response(run.launch_object(run.snapshot(now)))
+
+    async def _launch_schedule(self, request: Request, caller: _Caller) -> Response:
+        """One run per call, SCHEDULED until its start (a cron's later occurrences are not run)."""
+        scheduled = parse_schedule_body(await request.body())
+        launch = scheduled.launch
+        action = request.path_params["action_slug"]
+        now = self._clock.now()
+        wall = self._clock.wall(now)
+        delay = (scheduled.start_after(wall) - wall).total_seconds()
+        script = self._world.script_for_schedule(
+            action, launch.input_count, launch.max_results, delay
+        )
+        run = self._create_run(caller, action, now, script, launch)
+        return json_response(run.launch_object(run.snapshot(now)))
+
+    def _create_run(
+        self, caller: _Caller, action: str, now: float, script: RunScript, launch: AsyncLaunch
+    ) -> SimulatedRun:
+        return self._world.create_run(
             caller.workspace,
             user_uid=caller.user_uid,
             action_name=action,
@@ -176,7 +202,6 @@ class EdgesApi:
             input_count=launch.input_count,
             first_input=launch.first_input,
         )
-        return json_response(run.launch_object(run.snapshot(now)))
 
     async def _launch_live(self, request: Request, caller: _Caller) -> Response:
         launch = parse_live_body(await request.body())

@@ -68,6 +68,11 @@ class EdgesSimulator:
       request log (default: all of them; a long-lived server wants a bound).
     - ``callback_retry_delays``: the waits (seconds or timedelta) before each
       retry of a failed callback delivery; once they are spent it is given up.
+
+    Besides async launches, ``POST /v1/actions/{slug}/run/schedule`` makes one
+    run per call, SCHEDULED until its start: ``schedule_at``, or the ``cron``'s
+    next occurrence in ``timezone``. A cron schedule's later occurrences are
+    not simulated. A ``schedule_at`` already past starts the run at once.
     """
 
     def __init__(

@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import cronsim
 
 from ._wire import APIError
 
@@ -27,11 +31,13 @@ __all__ = [
     "ListQuery",
     "LiveLaunch",
     "OutputsQuery",
+    "ScheduleLaunch",
     "check_run_uid",
     "parse_async_body",
     "parse_list_query",
     "parse_live_body",
     "parse_outputs_query",
+    "parse_schedule_body",
 ]
 
 MAX_INPUTS = 100_000
@@ -239,10 +245,17 @@ class AsyncLaunch:
     max_results: int | None
 
 
+_ASYNC_FIELDS = ("inputs", "parameters", "identity_mode", "identity_ids", "callback")
+
+
 def parse_async_body(raw: bytes) -> AsyncLaunch:
     """Validate the body of an async launch."""
     body = _json_object(raw)
-    _only(body, ("inputs", "parameters", "identity_mode", "identity_ids", "callback"), "body")
+    _only(body, _ASYNC_FIELDS, "body")
+    return _async_launch(body)
+
+
+def _async_launch(body: Mapping[str, Any]) -> AsyncLaunch:
     if "inputs" not in body:
         raise _bad("body must have required property 'inputs'", "BAD_INPUT")
     inputs = body["inputs"]
@@ -287,3 +300,89 @@ def parse_live_body(raw: bytes) -> LiveLaunch:
     return LiveLaunch(
         input=body["input"], parameters=parameters, max_results=_max_results(parameters)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleLaunch:
+    """A validated ``POST /v1/actions/{slug}/run/schedule`` body: an async launch and its time."""
+
+    launch: AsyncLaunch
+    cron: str | None
+    zone: ZoneInfo
+    schedule_at: datetime | None
+    """Aware; a naive ``schedule_at`` is taken as UTC."""
+
+    def start_after(self, now: datetime) -> datetime:
+        """When the run starts: the cron's next occurrence after ``now``, or ``schedule_at``."""
+        if self.schedule_at is not None:
+            return self.schedule_at
+        assert self.cron is not None
+        return next(cronsim.CronSim(self.cron, now.astimezone(self.zone)))
+
+
+def _check_cron(cron: Any) -> str:
+    if not isinstance(cron, str):
+        raise _bad("body/cron must be string")
+    if len(cron.split()) != 5:
+        raise _bad(
+            "body/cron must be a 5-field cron expression (minute hour day-of-month month "
+            f"day-of-week), got {cron!r}"
+        )
+    try:
+        cronsim.CronSim(cron, datetime(2000, 1, 1, tzinfo=timezone.utc))
+    except cronsim.CronSimError as exc:
+        raise _bad(f"body/cron is not a valid cron expression ({exc}): {cron!r}") from None
+    return cron
+
+
+def _check_timezone(name: Any) -> ZoneInfo:
+    if not isinstance(name, str):
+        raise _bad("body/timezone must be string")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise _bad(
+            f"body/timezone must be an IANA time zone name (e.g. 'Europe/Paris'), got {name!r}"
+        ) from None
+
+
+def _check_schedule_at(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise _bad("body/schedule_at must be string")
+    text = value.strip()
+    # datetime.fromisoformat reads a trailing Z only from Python 3.11 on.
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _bad('body/schedule_at must match format "date-time"') from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def parse_schedule_body(raw: bytes) -> ScheduleLaunch:
+    """Validate the body of a scheduled launch: an async body plus ``cron`` or ``schedule_at``.
+
+    ``cron`` (5 fields) goes with an optional IANA ``timezone`` (default UTC);
+    ``schedule_at`` is an ISO 8601 datetime (naive means UTC). Exactly one of them.
+    """
+    body = _json_object(raw)
+    _only(body, (*_ASYNC_FIELDS, "cron", "timezone", "schedule_at"), "body")
+    launch = _async_launch(body)
+    if ("cron" in body) == ("schedule_at" in body):
+        if "cron" in body:
+            raise _bad("body must NOT have both 'cron' and 'schedule_at': give exactly one")
+        raise _bad("body must have required property 'cron' or 'schedule_at'")
+    if "schedule_at" in body:
+        if "timezone" in body:
+            raise _bad(
+                "body/timezone goes with 'cron' only: give 'schedule_at' an offset (or Z) instead"
+            )
+        return ScheduleLaunch(
+            launch, None, ZoneInfo("UTC"), _check_schedule_at(body["schedule_at"])
+        )
+    cron = _check_cron(body["cron"])
+    zone = _check_timezone(body["timezone"]) if "timezone" in body else ZoneInfo("UTC")
+    return ScheduleLaunch(launch, cron, zone, None)

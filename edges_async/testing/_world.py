@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import random
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from edges_async._plans import PlanTier
@@ -95,6 +97,19 @@ class World:
             if queue:
                 return queue.popleft()
         return self.random_script(input_count, max_results)
+
+    def script_for_schedule(
+        self, action: str, input_count: int, max_results: int | None, delay: float
+    ) -> RunScript:
+        """A launch's script, SCHEDULED for its first ``delay`` seconds and shifted after them."""
+        script = self.script_for_launch(action, input_count, max_results)
+        if delay <= 0:
+            return script
+        postponed = script.postponed_until
+        if isinstance(postponed, timedelta):
+            postponed += timedelta(seconds=delay)
+        steps = (("SCHEDULED", 0.0), *((status, at + delay) for status, at in script.steps))
+        return dataclasses.replace(script, steps=steps, postponed_until=postponed)
 
     def random_script(self, input_count: int, max_results: int | None) -> RunScript:
         """A seeded random lifecycle from the run profile."""
