@@ -3,9 +3,9 @@
 ``EdgesSimulator`` is an ASGI app implementing the server side of the API:
 runs whose status moves on the event loop's clock, cursor-paginated outputs,
 per-workspace rate limits, fault injection and a request log; scheduled
-launches, and callbacks POSTed to their URLs while ``sim.deliver_callbacks()``
-runs. Use it in process, or serve it on a loopback port (also
-``python -m edges_async.testing``)::
+launches, paged live answers, and callbacks POSTed to their URLs while
+``sim.deliver_callbacks()`` runs. Use it in process, or serve it on a loopback
+port (also ``python -m edges_async.testing``)::
 
     import httpx
     from edges_async.testing import EdgesSimulator, RunScript

@@ -17,11 +17,10 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import struct
 from typing import Any
 
-__all__ = ["CursorCodec", "live_results", "output_page", "output_record"]
+__all__ = ["CursorCodec", "output_page", "output_record"]
 
 _MASK = (1 << 64) - 1
 _GAMMA = 0x9E3779B97F4A7C15
@@ -166,16 +165,6 @@ def output_page(seed: int, start: int, stop: int) -> list[dict[str, Any]]:
     """Outputs ``start`` (inclusive) to ``stop`` (exclusive) of a run."""
     seed64 = _fold(seed)
     return [_record(seed64, index) for index in range(start, stop)]
-
-
-def live_results(input_object: Any, max_results: int | None) -> list[dict[str, Any]]:
-    """The results of a live action: one to three records, a pure function of the input."""
-    canonical = json.dumps(input_object, sort_keys=True, separators=(",", ":"), default=str)
-    seed = int.from_bytes(hashlib.blake2b(canonical.encode(), digest_size=8).digest(), "big")
-    count = 1 + seed % 3
-    if max_results is not None:
-        count = max(0, min(count, max_results))
-    return output_page(seed, 0, count)
 
 
 class CursorCodec:

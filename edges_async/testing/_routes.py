@@ -15,7 +15,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from ._listing import list_runs
-from ._outputs import CursorCodec, live_results, output_page
+from ._live import LiveCursors, live_count, live_page
+from ._outputs import CursorCodec, output_page
 from ._rate_limits import Decision, RateLimits, WindowKind, retry_after_header
 from ._state import TERMINAL_STATUSES, RunScript, SimulatedRun, Workspace
 from ._validation import (
@@ -49,10 +50,20 @@ class _Caller:
 class EdgesApi:
     """The API's handlers over a :class:`World`; ``app`` is the Starlette app serving them."""
 
-    def __init__(self, world: World, *, window: WindowKind, send_retry_after: bool) -> None:
+    def __init__(
+        self,
+        world: World,
+        *,
+        window: WindowKind,
+        send_retry_after: bool,
+        live_page_size: int = 100,
+    ) -> None:
         self._world = world
         self._clock = world.clock
-        self._cursors = CursorCodec(world.rng.getrandbits(128).to_bytes(16, "big"))
+        key = world.rng.getrandbits(128).to_bytes(16, "big")
+        self._cursors = CursorCodec(key)
+        self._live_cursors = LiveCursors(key)
+        self._live_page_size = live_page_size
         self._limits = RateLimits(window)
         self._send_retry_after = send_retry_after
         self._next_error_ref = 1
@@ -205,21 +216,40 @@ class EdgesApi:
 
     async def _launch_live(self, request: Request, caller: _Caller) -> Response:
         launch = parse_live_body(await request.body())
-        results = live_results(launch.input, launch.max_results)
-        script = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 0.0)), outputs=len(results))
+        cursors = request.query_params.getlist("cursor")
+        if len(cursors) > 1:
+            raise APIError(400, "querystring/cursor must be string")
         action = request.path_params["action_slug"]
         now = self._clock.now()
-        self._world.create_run(
-            caller.workspace,
-            user_uid=caller.user_uid,
-            action_name=action,
-            execution_mode="LIVE",
-            created=now,
-            script=script,
-            parameters=launch.parameters,
-            first_input=launch.input,
-        )
-        return json_response(results)
+        elapsed = self._clock.elapsed(now)
+        total = live_count(launch, self._world.live_count(action))
+        if cursors:
+            try:
+                start = self._live_cursors.decode(cursors[0], action, launch.body, elapsed)
+            except ValueError as exc:
+                raise APIError(400, f"querystring/cursor is not valid: {exc}") from exc
+        else:
+            start = 0
+            script = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 0.0)), outputs=total)
+            self._world.create_run(
+                caller.workspace,
+                user_uid=caller.user_uid,
+                action_name=action,
+                execution_mode="LIVE",
+                created=now,
+                script=script,
+                parameters=launch.parameters,
+                first_input=launch.input,
+            )
+        start = min(start, total)
+        stop = min(start + self._live_page_size, total)
+        headers: dict[str, str] = {}
+        if stop < total:
+            cursor = self._live_cursors.encode(action, launch.body, stop, elapsed)
+            headers["X-Pagination-Next"] = str(
+                request.url.replace(query=urlencode({"cursor": cursor}))
+            )
+        return json_response(live_page(launch, start, stop), headers=headers)
 
     async def _list_runs(self, request: Request, caller: _Caller) -> Response:
         query = parse_list_query(request.query_params.multi_items())

@@ -68,6 +68,8 @@ class EdgesSimulator:
       request log (default: all of them; a long-lived server wants a bound).
     - ``callback_retry_delays``: the waits (seconds or timedelta) before each
       retry of a failed callback delivery; once they are spent it is given up.
+    - ``live_page_size``: the most results one live answer holds; a longer
+      one continues at its ``X-Pagination-Next`` URL.
 
     Besides async launches, ``POST /v1/actions/{slug}/run/schedule`` makes one
     run per call, SCHEDULED until its start: ``schedule_at``, or the ``cron``'s
@@ -86,6 +88,7 @@ class EdgesSimulator:
         run_profile: RunProfile | None = None,
         max_logged_requests: int | None = None,
         callback_retry_delays: Sequence[float | timedelta] = (1.0, 2.0, 4.0, 8.0, 16.0),
+        live_page_size: int = 100,
     ) -> None:
         if start_time is not None and start_time.tzinfo is None:
             raise ValueError("start_time must be an aware datetime")
@@ -93,8 +96,13 @@ class EdgesSimulator:
         self._clock = SimClock(clock if clock is not None else anyio.current_time, start)
         profile = run_profile if run_profile is not None else RunProfile()
         self._world = World(clock=self._clock, seed=seed, profile=profile)
+        if live_page_size < 1:
+            raise ValueError(f"live_page_size must be >= 1, got {live_page_size}")
         self._api = EdgesApi(
-            self._world, window=WindowKind(window), send_retry_after=send_retry_after
+            self._world,
+            window=WindowKind(window),
+            send_retry_after=send_retry_after,
+            live_page_size=live_page_size,
         )
         self._callbacks = CallbackSender(self._world.callbacks, self._clock, callback_retry_delays)
         if max_logged_requests is not None and max_logged_requests < 1:
@@ -121,6 +129,16 @@ class EdgesSimulator:
         queued for any action, else gets a seeded random lifecycle.
         """
         self._world.queue_scripts(scripts, action)
+
+    def script_live(self, action: str, results: int) -> None:
+        """Make live runs of ``action`` answer ``results`` results (default: 1 to 3 by input).
+
+        ``parameters.max_results`` still caps them; beyond ``live_page_size``
+        the answer comes in pages.
+        """
+        if results < 0:
+            raise ValueError(f"results cannot be negative, got {results}")
+        self._world.script_live(action, results)
 
     def add_run(
         self,

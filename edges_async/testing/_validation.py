@@ -286,6 +286,8 @@ class LiveLaunch:
     input: dict[str, Any]
     parameters: dict[str, Any]
     max_results: int | None
+    body: dict[str, Any]
+    """The whole body: a live cursor is valid with the same body only."""
 
 
 def parse_live_body(raw: bytes) -> LiveLaunch:
@@ -298,7 +300,10 @@ def parse_live_body(raw: bytes) -> LiveLaunch:
         raise _bad("body/input must be object", "BAD_INPUT")
     parameters = _check_common(body)
     return LiveLaunch(
-        input=body["input"], parameters=parameters, max_results=_max_results(parameters)
+        input=body["input"],
+        parameters=parameters,
+        max_results=_max_results(parameters),
+        body=body,
     )
 
 

@@ -25,6 +25,7 @@ class World:
 
     __slots__ = (
         "_by_key",
+        "_live_counts",
         "_next_run_id",
         "_profile",
         "_runs",
@@ -45,6 +46,7 @@ class World:
         self._runs: dict[str, SimulatedRun] = {}
         self._workspace_runs: dict[str, list[SimulatedRun]] = {}
         self._scripts: dict[str | None, collections.deque[RunScript]] = {}
+        self._live_counts: dict[str, int] = {}
         self._next_run_id = 1
         self.callbacks = CallbackOutbox(seed)
         """The runs with callbacks still to send."""
@@ -110,6 +112,14 @@ class World:
             postponed += timedelta(seconds=delay)
         steps = (("SCHEDULED", 0.0), *((status, at + delay) for status, at in script.steps))
         return dataclasses.replace(script, steps=steps, postponed_until=postponed)
+
+    def script_live(self, action: str, results: int) -> None:
+        """Make every live run of ``action`` answer ``results`` results."""
+        self._live_counts[action] = results
+
+    def live_count(self, action: str) -> int | None:
+        """How many results live runs of ``action`` answer, if scripted."""
+        return self._live_counts.get(action)
 
     def random_script(self, input_count: int, max_results: int | None) -> RunScript:
         """A seeded random lifecycle from the run profile."""
