@@ -16,8 +16,6 @@ import edges_async as ea
 from edges_async.callbacks import DEFAULT_SECRET_HEADER, CallbackEvent, CallbackReceiver
 from edges_async.testing import EdgesSimulator, RunScript, Workspace
 
-from .conftest import API_KEY
-
 SECRET = "s3cret-s3cret-s3cret"
 URL = "https://app.example/edges/callbacks"
 _refs = itertools.count()
@@ -48,16 +46,6 @@ def status_polls(simulator: EdgesSimulator, uid: str) -> int:
         if request.path.endswith(f"{uid}/status")
         or (request.path == "/v1/runs" and ("uid", uid) in request.query)
     )
-
-
-@pytest.fixture
-async def client(simulator: EdgesSimulator, workspace: Workspace) -> AsyncIterator[ea.AsyncClient]:
-    """A Titanium client on the simulator, in process."""
-    async with (
-        httpx.AsyncClient(transport=simulator.transport()) as http,
-        ea.AsyncClient(API_KEY, plan="titanium", http_client=http) as sdk_client,
-    ):
-        yield sdk_client
 
 
 @pytest.fixture
