@@ -43,7 +43,7 @@ from ._models import RunErrorInfo as RunErrorInfo
 from ._models import RunStatus as RunStatus
 from ._pagination import OutputsPage as OutputsPage
 from ._plans import PlanTier as PlanTier
-from ._polling import PollingPolicy as PollingPolicy
+from ._polling_policy import PollingPolicy as PollingPolicy
 from ._version import __version__ as __version__
 from .resources import LiveResult as LiveResult
 

@@ -23,7 +23,8 @@ from ._limiter import RateLimiter, WorkspaceRateLimiter, workspace_id
 from ._models import Callback, Run
 from ._params import check_run_uid, check_run_uids, check_timeout
 from ._plans import PlanTier
-from ._polling import PollingPolicy, RunPoller
+from ._polling import RunPoller
+from ._polling_policy import PollingPolicy
 from ._watches import StatusCallback
 from .resources import Actions, Runs
 

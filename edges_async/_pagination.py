@@ -14,7 +14,7 @@ from ._config import same_origin
 from ._exceptions import EdgesError, PaginationError
 from ._http import HTTPCore, QueryParams, decode_json, invalid_response
 
-__all__ = ["OutputsPage", "iterate_output_pages"]
+__all__ = ["OutputsPage", "iterate_output_pages", "next_link_problem", "next_page_url"]
 
 NEXT_PAGE_HEADER = "X-Pagination-Next"
 
@@ -38,7 +38,8 @@ class OutputsPage:
         return self.next_url is None
 
 
-def _next_url(response: httpx.Response) -> httpx.URL | None:
+def next_page_url(response: httpx.Response) -> httpx.URL | None:
+    """The absolute URL in the response's ``X-Pagination-Next``, or ``None`` on the last page."""
     header = response.headers.get(NEXT_PAGE_HEADER)
     if not header or not header.strip():
         return None
@@ -66,7 +67,7 @@ class _Pages:
         items = decode_json(response)
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise invalid_response(response, "expected a JSON array of output objects")
-        next_url = _next_url(response)
+        next_url = next_page_url(response)
         page = OutputsPage(
             items=items,
             next_cursor=next_url.params.get("cursor") if next_url else None,
@@ -76,21 +77,31 @@ class _Pages:
         return page, self._judge(next_url, response.request.url)
 
     def _judge(self, next_url: httpx.URL | None, this_url: httpx.URL) -> PaginationError | None:
-        if next_url is None:
-            return None
-        base = self._core.base_url
-        self._url = None  # until judged safe
-        if not same_origin(next_url, base):
-            return PaginationError(
-                f"The next page is on {next_url.scheme}://{next_url.host}, not on the base "
-                f"URL's origin {base.scheme}://{base.host}: refusing to send the API key there."
-            )
-        key = str(next_url)
-        if key in self._followed or next_url == this_url:
-            return PaginationError(f"The API sent the same next page twice ({key}): stopping.")
-        self._followed.add(key)
-        self._url = next_url
+        problem = next_link_problem(next_url, this_url, self._core.base_url, self._followed)
+        self._url = next_url if problem is None else None
+        return problem
+
+
+def next_link_problem(
+    next_url: httpx.URL | None, this_url: httpx.URL, base: httpx.URL, followed: set[str]
+) -> PaginationError | None:
+    """Why following ``next_url`` is unsafe, or ``None`` (then it joins ``followed``).
+
+    A link off the base URL's origin would send the API key there; a link
+    seen before means the server is looping.
+    """
+    if next_url is None:
         return None
+    if not same_origin(next_url, base):
+        return PaginationError(
+            f"The next page is on {next_url.scheme}://{next_url.host}, not on the base "
+            f"URL's origin {base.scheme}://{base.host}: refusing to send the API key there."
+        )
+    key = str(next_url)
+    if key in followed or next_url == this_url:
+        return PaginationError(f"The API sent the same next page twice ({key}): stopping.")
+    followed.add(key)
+    return None
 
 
 async def iterate_output_pages(

@@ -41,16 +41,15 @@ import inspect
 import itertools
 import logging
 import math
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncGenerator
+from datetime import datetime, timezone
 from typing import Any, Final, final
 
 import anyio
 import httpx
 import pydantic
 
-from ._backoff import Backoff, to_seconds, utc_now
+from ._backoff import Backoff, to_seconds
 from ._callback_models import CallbackEvent
 from ._exceptions import (
     APIConnectionError,
@@ -63,13 +62,15 @@ from ._exceptions import (
 )
 from ._http import HTTPCore, decode_json, invalid_response
 from ._limiter import RateLimiter, WorkspaceRateLimiter
+from ._memory import remember
 from ._models import TERMINAL_STATUSES, Run
 from ._pacer import Pacer
 from ._params import uid_filter_query
 from ._plans import PlanTier
+from ._polling_policy import PollingPolicy
 from ._watches import CHANGED, DONE, FAILED, Event, RunWatch, StatusCallback, Subscription
 
-__all__ = ["PollingPolicy", "RunPoller"]
+__all__ = ["RunPoller"]
 
 logger = logging.getLogger("edges_async")
 
@@ -86,55 +87,10 @@ _FULL_EVERY = 10  # one list poll in this many asks for every run, ended or not
 _TERMINAL_VALUES: Final = tuple(sorted(status.value for status in TERMINAL_STATUSES))
 
 
-def _remember(memory: dict[str, Any], uid: str, value: Any) -> None:
-    """Keep ``uid`` in a bounded memory, dropping the oldest entry when full."""
-    memory.pop(uid, None)
-    memory[uid] = value
-    if len(memory) > _MAX_REMEMBERED:
-        del memory[next(iter(memory))]
-
-
 def _now() -> float:
     # The loop's clock, as anyio.current_time() but without looking up the
     # async backend on every call (the poller reads it per batch).
     return asyncio.get_running_loop().time()
-
-
-@dataclass(frozen=True, slots=True)
-class PollingPolicy:
-    """How a client polls the runs it waits for: ``AsyncClient(polling=PollingPolicy(...))``.
-
-    Args:
-        reserve: The share (0 to 0.9) of the workspace's ``/v1/runs`` budget
-            polling leaves to other requests, such as output downloads.
-        not_found_grace: How long after a wait starts a run the API does not
-            know is asked about again before ``NotFoundError`` (a run just
-            launched may not be readable at once).
-        max_in_flight: Poll requests that may be under way at once (latency
-            hiding over slow networks; the budget paces them all the same).
-        covered_interval: How often a run whose callbacks reach this client
-            (see ``edges_async.callbacks``) is polled all the same: the
-            safety net for a callback that never arrives.
-        wall_clock: The current UTC time, to honour ``postponed_until``.
-    """
-
-    reserve: float = 0.2
-    not_found_grace: float | timedelta = 30.0
-    max_in_flight: int = 4
-    covered_interval: float | timedelta = 30.0
-    wall_clock: Callable[[], datetime] = field(default=utc_now, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.reserve <= 0.9:
-            raise ValueError(f"reserve must be between 0 and 0.9, got {self.reserve!r}")
-        grace = to_seconds(self.not_found_grace)
-        if not math.isfinite(grace) or grace < 0:
-            raise ValueError(f"not_found_grace must be a finite number >= 0, got {grace!r}")
-        if isinstance(self.max_in_flight, bool) or not 1 <= self.max_in_flight <= 64:
-            raise ValueError(f"max_in_flight must be 1 to 64, got {self.max_in_flight!r}")
-        covered = to_seconds(self.covered_interval)
-        if not math.isfinite(covered) or covered < 0:
-            raise ValueError(f"covered_interval must be a finite number >= 0, got {covered!r}")
 
 
 _Entry = tuple[float, int, RunWatch]
@@ -303,7 +259,7 @@ class RunPoller:
 
     def cover(self, uid: str) -> None:
         """Note that callbacks for ``uid`` reach this client: poll it only as a safety net."""
-        _remember(self._covered, uid, None)
+        remember(self._covered, uid, None, limit=_MAX_REMEMBERED)
         watch = self._watches.get(uid)
         if watch is not None:
             watch.covered = True
@@ -314,7 +270,7 @@ class RunPoller:
         self.cover(uid)
         run = Run(uid=uid, status=event.run.status, batch_uid=event.run.batch_uid)
         if event.is_final:
-            _remember(self._ended, uid, run)
+            remember(self._ended, uid, run, limit=_MAX_REMEMBERED)
         watch = self._watches.get(uid)
         if watch is None:
             return

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, final
 import pydantic
 
 from ._callback_models import CallbackEvent
+from ._memory import remember
 from ._models import Callback
 from ._params import check_run_uid
 from ._run_streams import RunStreams
@@ -212,9 +213,7 @@ class CallbackReceiver:
         self._streams.add(event)
         if self._client is not None:
             self._client._take_callback(event)
-        self._seen[event.callback_ref_uid] = None
-        if len(self._seen) > _MAX_SEEN:
-            del self._seen[next(iter(self._seen))]
+        remember(self._seen, event.callback_ref_uid, None, limit=_MAX_SEEN)
         return event
 
     async def _read_body(self, receive: Receive) -> bytes:

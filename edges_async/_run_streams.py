@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import final
 
 from ._callback_models import CallbackEvent
+from ._memory import remember
 
 __all__ = ["RunStreams"]
 
@@ -56,10 +57,7 @@ class RunStreams:
         if stream is None:
             if event.is_final and not event.results:
                 # Nothing buffered and nobody reading: remember the end only.
-                self._finished.pop(uid, None)
-                self._finished[uid] = event
-                if len(self._finished) > _MAX_FINISHED:
-                    del self._finished[next(iter(self._finished))]
+                remember(self._finished, uid, event, limit=_MAX_FINISHED)
                 return
             stream = self._streams[uid] = _Stream()
         if stream.ended:

@@ -247,3 +247,16 @@ def test_live_requests_draw_on_the_live_budget() -> None:
     base = "https://api.edges.run/v1/actions/a/run/live"
     assert route_group(httpx.URL(base)) == "live"
     assert route_group(httpx.URL(base + "?cursor=abc")) == "live"
+
+
+async def test_run_live_refuses_a_next_page_seen_before(mock_client: ClientFactory) -> None:
+    """A server that links a page to itself again is stopped, as for outputs."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        next_url = "https://api.edges.run/v1/actions/a/run/live?cursor=loop"
+        return httpx.Response(200, json=[{}], headers={"X-Pagination-Next": next_url})
+
+    client = mock_client(handler)
+    live = await client.actions.run_live("a", input={})
+    with pytest.raises(ea.PaginationError, match="same next page twice"):
+        await live.all()

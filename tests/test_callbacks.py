@@ -329,3 +329,20 @@ async def test_the_receiver_as_a_fastapi_router(receiver: CallbackReceiver) -> N
         wrong_method = await http.get("/hooks/edges")
     assert (ok.status_code, refused.status_code, wrong_method.status_code) == (200, 401, 405)
     assert [event.run_uid async for event in receiver.events(uid)] == [uid]
+
+
+async def test_resuming_a_run_forgets_the_end_a_callback_told(
+    client: ea.AsyncClient,
+    edges: httpx.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+) -> None:
+    """A BLOCKED callback, then resume: the next wait polls the run again, not the old end."""
+    uid = simulator.add_run(workspace, script=ending("BLOCKED", 5.0)).uid
+    await anyio.sleep(6)
+    await edges.post("", json=callback_body(uid, "BLOCKED"))
+    assert (await client.wait_for_run(uid)).status is ea.RunStatus.BLOCKED
+    await client.runs.resume(uid)
+    run = await client.wait_for_run(uid)
+    assert run.status is ea.RunStatus.SUCCEEDED  # the resumed run's own end, polled
+    assert run.action_name is not None

@@ -238,8 +238,10 @@ class Actions:
         path = f"/actions/{_check_slug(action)}/run/live"
         body: dict[str, Any] = {"input": dict(input), **_check_parameters(parameters)}
         body.update(_identity_fields(identity_mode, identity_ids))
-        results, next_url = await fetch_live_page(self._core, self._core.url(path), body)
-        return LiveResult(self._core, body, results, next_url)
+        followed: set[str] = set()
+        url = self._core.url(path)
+        results, next_url = await fetch_live_page(self._core, url, body, followed)
+        return LiveResult(self._core, body, results, next_url, followed)
 
     def _launch_body(
         self,

@@ -11,32 +11,31 @@ from typing import Any, final
 
 import httpx
 
-from .._config import same_origin
-from .._exceptions import PaginationError
 from .._http import HTTPCore, decode_json, invalid_response
-from .._pagination import NEXT_PAGE_HEADER
+from .._pagination import next_link_problem, next_page_url
 
 __all__ = ["LiveResult", "fetch_live_page"]
 
 
 async def fetch_live_page(
-    core: HTTPCore, url: str | httpx.URL, body: dict[str, Any]
-) -> tuple[list[Any], str | None]:
-    """POST ``body`` to a live URL (sent once); the page's results and the next page's URL."""
-    response = await core.request("POST", httpx.URL(url), json=body)
+    core: HTTPCore, url: httpx.URL, body: dict[str, Any], followed: set[str]
+) -> tuple[list[Any], httpx.URL | None]:
+    """POST ``body`` to a live URL (sent once); the page's results and the next page's URL.
+
+    The next link is judged as the outputs' are (same origin, never twice):
+    ``followed`` holds the links of this answer seen so far.
+    """
+    response = await core.request("POST", url, json=body)
     payload = decode_json(response)
     if isinstance(payload, dict):
         payload = [payload]  # a single result object
     if not isinstance(payload, list):
         raise invalid_response(response, "expected a JSON array of results")
-    header = response.headers.get(NEXT_PAGE_HEADER, "").strip()
-    next_url = response.request.url.join(header) if header else None
-    if next_url is not None and not same_origin(next_url, core.base_url):
-        raise PaginationError(
-            f"The next page is on {next_url.scheme}://{next_url.host}, not on the base URL's "
-            "origin: refusing to send the API key there."
-        )
-    return payload, str(next_url) if next_url is not None else None
+    next_url = next_page_url(response)
+    problem = next_link_problem(next_url, response.request.url, core.base_url, followed)
+    if problem is not None:
+        raise problem
+    return payload, next_url
 
 
 @final
@@ -48,32 +47,39 @@ class LiveResult:
     :meth:`all`; ``next_url`` is ``None`` when the first page is the only one.
     """
 
-    __slots__ = ("_body", "_core", "next_url", "results")
+    __slots__ = ("_body", "_core", "_followed", "_next", "results")
 
     def __init__(
-        self, core: HTTPCore, body: dict[str, Any], results: list[Any], next_url: str | None
+        self,
+        core: HTTPCore,
+        body: dict[str, Any],
+        results: list[Any],
+        next_url: httpx.URL | None,
+        followed: set[str],
     ) -> None:
         self._core = core
         self._body = body
+        self._next = next_url
+        self._followed = followed
         self.results = results
         """The results of the first page."""
-        self.next_url = next_url
+
+    @property
+    def next_url(self) -> str | None:
         """The full URL of the second page, or ``None``."""
+        return str(self._next) if self._next is not None else None
 
     @property
     def has_more(self) -> bool:
         """Whether more pages follow the first."""
-        return self.next_url is not None
+        return self._next is not None
 
     async def pages(self) -> AsyncIterator[list[Any]]:
         """Each page's results, the first one included; a live request per further page."""
         yield self.results
-        url, seen = self.next_url, set[str]()
+        url = self._next
         while url is not None:
-            if url in seen:
-                raise PaginationError(f"The API sent the same next page twice ({url}): stopping.")
-            seen.add(url)
-            results, url = await fetch_live_page(self._core, url, self._body)
+            results, url = await fetch_live_page(self._core, url, self._body, self._followed)
             yield results
 
     async def __aiter__(self) -> AsyncIterator[Any]:

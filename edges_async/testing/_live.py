@@ -11,8 +11,6 @@ forged one, or one older than 24 hours is refused.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -20,6 +18,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ._outputs import output_page
+from ._sealing import Sealer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -60,38 +59,24 @@ class LiveCursors:
     The wire form is 43 URL-safe base64 characters (32 bytes, unpadded).
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_sealer",)
 
     _PAYLOAD = struct.Struct(">8sQd")
 
     def __init__(self, key: bytes) -> None:
-        self._key = hashlib.blake2b(key, digest_size=32, person=b"live-cursors").digest()
+        self._sealer = Sealer(key, person=b"live-cursors")
 
     @staticmethod
     def _digest(action: str, body: Mapping[str, Any]) -> bytes:
         return hashlib.blake2b(_canonical([action, body]), digest_size=8).digest()
 
-    def _seal(self, payload: bytes) -> bytes:
-        return hashlib.blake2b(payload, key=self._key, digest_size=8).digest()
-
     def encode(self, action: str, body: Mapping[str, Any], index: int, issued: float) -> str:
         """The cursor of result ``index`` of the live request ``body`` to ``action``."""
-        payload = self._PAYLOAD.pack(self._digest(action, body), index, issued)
-        raw = payload + self._seal(payload)
-        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        return self._sealer.seal(self._PAYLOAD.pack(self._digest(action, body), index, issued))
 
     def decode(self, cursor: str, action: str, body: Mapping[str, Any], now: float) -> int:
         """The index a cursor points at for this request; ``ValueError`` saying why if none."""
-        try:
-            padded = (cursor + "=" * (-len(cursor) % 4)).encode("ascii")
-            raw = base64.b64decode(padded, altchars=b"-_", validate=True)
-        except (binascii.Error, UnicodeEncodeError) as exc:
-            raise ValueError("cursor is not valid") from exc
-        if len(raw) != self._PAYLOAD.size + 8:
-            raise ValueError("cursor is not valid")
-        payload, seal = raw[: self._PAYLOAD.size], raw[self._PAYLOAD.size :]
-        if not hmac.compare_digest(seal, self._seal(payload)):
-            raise ValueError("cursor is not valid")
+        payload = self._sealer.open(cursor, self._PAYLOAD.size)
         digest, index, issued = self._PAYLOAD.unpack(payload)
         if not hmac.compare_digest(digest, self._digest(action, body)):
             raise ValueError(

@@ -13,12 +13,10 @@ come back later with the same cursor.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import struct
 from typing import Any
+
+from ._sealing import Sealer
 
 __all__ = ["CursorCodec", "output_page", "output_record"]
 
@@ -174,32 +172,20 @@ class CursorCodec:
     of index, 8 bytes of MAC.
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_sealer",)
 
     _PAYLOAD = struct.Struct(">QQ")
 
     def __init__(self, key: bytes) -> None:
-        self._key = hashlib.blake2b(key, digest_size=32).digest()
-
-    def _seal(self, payload: bytes) -> bytes:
-        return hashlib.blake2b(payload, key=self._key, digest_size=8).digest()
+        self._sealer = Sealer(key)
 
     def encode(self, run_id: int, index: int) -> str:
         """The cursor of output ``index`` of run ``run_id``."""
-        payload = self._PAYLOAD.pack(run_id, index)
-        return base64.urlsafe_b64encode(payload + self._seal(payload)).decode("ascii")
+        return self._sealer.seal(self._PAYLOAD.pack(run_id, index))
 
     def decode(self, cursor: str, run_id: int) -> int:
         """The index a cursor of run ``run_id`` points at; ``ValueError`` if it is not one."""
-        try:
-            raw = base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True)
-        except (binascii.Error, UnicodeEncodeError) as exc:
-            raise ValueError("cursor is not valid") from exc
-        if len(raw) != self._PAYLOAD.size + 8:
-            raise ValueError("cursor is not valid")
-        payload, seal = raw[: self._PAYLOAD.size], raw[self._PAYLOAD.size :]
-        if not hmac.compare_digest(seal, self._seal(payload)):
-            raise ValueError("cursor is not valid")
+        payload = self._sealer.open(cursor, self._PAYLOAD.size)
         cursor_run, index = self._PAYLOAD.unpack(payload)
         if cursor_run != run_id:
             raise ValueError("cursor belongs to another run")

@@ -10,6 +10,7 @@ from typing import Any
 from typing_extensions import assert_type
 
 import edges_async as ea
+from edges_async.callbacks import CallbackEvent, CallbackReceiver
 from edges_async.testing import EdgesSimulator, RecordedRequest, SimulatedRun, Workspace
 
 
@@ -27,6 +28,15 @@ async def client_surface(client: ea.AsyncClient, uid: str, other: uuid.UUID) -> 
         await client.actions.run_async("a", inputs=[{}], callback=ea.Callback(url="https://x")),
         ea.Run,
     )
+    assert_type(await client.actions.schedule("a", inputs=[{}], cron="0 9 * * *"), ea.Run)
+    live = await client.actions.run_live("a", input={})
+    assert_type(live, ea.LiveResult)
+    assert_type(live.results, list[Any])
+    assert_type(await live.all(), list[Any])
+    receiver = CallbackReceiver(client, secret="0123456789abcdef")
+    assert_type(receiver.callback("https://x", on="all"), ea.Callback)
+    assert_type(receiver.events(uid), AsyncIterator[CallbackEvent])
+    assert_type(receiver.results(other), AsyncIterator[Any])
     assert_type(client.plan, ea.PlanTier)
     assert_type(client.limiter, ea.RateLimiter)
 
