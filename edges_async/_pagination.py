@@ -14,7 +14,13 @@ from ._config import same_origin
 from ._exceptions import EdgesError, PaginationError
 from ._http import HTTPCore, QueryParams, decode_json, invalid_response
 
-__all__ = ["OutputsPage", "iterate_output_pages", "next_link_problem", "next_page_url"]
+__all__ = [
+    "OutputsPage",
+    "iterate_output_pages",
+    "link_cursor",
+    "next_link_problem",
+    "next_page_url",
+]
 
 NEXT_PAGE_HEADER = "X-Pagination-Next"
 
@@ -25,7 +31,9 @@ class OutputsPage:
 
     ``next_cursor`` is what to pass as ``cursor=`` to resume right after this
     page (say, after a crash); it is ``None`` on the last page, as is ``next_url``,
-    the full URL of the next page as the API sent it.
+    the next page's link as the API sent it: the full URL, or the header's text
+    when it is not a URL at all (then moving past this page raises
+    ``PaginationError``, and ``next_cursor`` is read from the text's query).
     """
 
     items: list[dict[str, Any]]
@@ -38,22 +46,106 @@ class OutputsPage:
         return self.next_url is None
 
 
-def next_page_url(response: httpx.Response) -> httpx.URL | None:
-    """The absolute URL in the response's ``X-Pagination-Next``, or ``None`` on the last page."""
+def next_page_url(response: httpx.Response) -> httpx.URL | str | None:
+    """The absolute URL in ``X-Pagination-Next``, ``None`` on the last page.
+
+    A header that does not even parse as a URL comes back as its (stripped)
+    text, for :func:`next_link_problem` to refuse; nothing is raised here.
+    """
     header = response.headers.get(NEXT_PAGE_HEADER)
     if not header or not header.strip():
         return None
-    return response.request.url.join(header.strip())
+    text: str = header.strip()
+    try:
+        return response.request.url.join(text)
+    except (httpx.InvalidURL, ValueError):
+        return text
+
+
+def link_cursor(link: httpx.URL | str | None) -> str | None:
+    """The ``cursor`` in a next link's query, even one that is malformed elsewhere.
+
+    It goes back to the base URL as ``cursor=``, never to the link's host, so a
+    refused link still tells where to resume; a cursor with control characters
+    in it is not believed.
+    """
+    if link is None:
+        return None
+    if isinstance(link, httpx.URL):
+        cursor: str | None = link.params.get("cursor")
+        return cursor
+    query = link.partition("#")[0].partition("?")[2]
+    cursor = httpx.QueryParams(query).get("cursor")
+    return cursor if cursor and cursor.isprintable() else None
+
+
+def next_link_problem(
+    link: httpx.URL | str | None, this_url: httpx.URL, route: httpx.URL, followed: set[str]
+) -> PaginationError | None:
+    """Why following ``link`` is unsafe, or ``None`` (then it joins ``followed``).
+
+    ``this_url`` is the URL the page came from and ``route`` the URL the
+    caller asked for (on the base URL's origin). A link must be a well-formed
+    URL, on ``route``'s origin (else the API key would go elsewhere), without
+    credentials, on exactly ``route``'s path (compared percent-encoded, so
+    ``/outputs/`` or ``/outpu%74s`` is another path), and new: one seen before
+    means the server is looping. Messages never quote a malformed link.
+    """
+    if link is None:
+        return None
+    if isinstance(link, str) or not _well_formed(link):
+        return PaginationError(
+            f"The API sent a malformed next-page link in {NEXT_PAGE_HEADER}: stopping."
+        )
+    if not same_origin(link, route):
+        return PaginationError(
+            f"The next page is on {_origin_text(link)}, not on the base URL's origin "
+            f"{_origin_text(route)}: refusing to send the API key there."
+        )
+    if link.userinfo:
+        return PaginationError("The next-page link carries credentials: refusing to follow it.")
+    if _path(link) != _path(route):
+        shown = _path(link).decode("ascii", "replace")
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return PaginationError(
+            f"The next page is on the path {shown}, not on "
+            f"{_path(route).decode('ascii', 'replace')}: refusing to follow it."
+        )
+    key = str(link)
+    if key in followed or link == this_url:
+        return PaginationError(f"The API sent the same next page twice ({key}): stopping.")
+    followed.add(key)
+    return None
+
+
+def _well_formed(url: httpx.URL) -> bool:
+    """Whether the parts the judge reads can be read: a decodable host, a port in range."""
+    try:
+        url.host  # noqa: B018 - raises on an invalid punycode (xn--) label
+    except ValueError:
+        return False
+    return url.port is None or 0 < url.port < 65536
+
+
+def _origin_text(url: httpx.URL) -> str:
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{url.host}{port}"
+
+
+def _path(url: httpx.URL) -> bytes:
+    """The percent-encoded path, as sent on the wire (dot segments already resolved)."""
+    return url.raw_path.partition(b"?")[0]
 
 
 class _Pages:
     """Fetches pages one after another, judging each next link before following it."""
 
-    __slots__ = ("_core", "_followed", "_params", "_url")
+    __slots__ = ("_core", "_followed", "_params", "_route", "_url")
 
     def __init__(self, core: HTTPCore, run_uid: str, page_size: int, cursor: str | None) -> None:
         self._core = core
-        self._url: httpx.URL | None = core.url(f"/runs/{run_uid}/outputs")
+        self._route = core.url(f"/runs/{run_uid}/outputs")
+        self._url: httpx.URL | None = self._route
         self._params: QueryParams | None = [("limit", page_size)]
         if cursor is not None:
             self._params = [("limit", page_size), ("cursor", cursor)]
@@ -67,41 +159,16 @@ class _Pages:
         items = decode_json(response)
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise invalid_response(response, "expected a JSON array of output objects")
-        next_url = next_page_url(response)
+        link = next_page_url(response)
         page = OutputsPage(
             items=items,
-            next_cursor=next_url.params.get("cursor") if next_url else None,
-            next_url=str(next_url) if next_url else None,
+            next_cursor=link_cursor(link),
+            next_url=str(link) if link is not None else None,
         )
-        self._url, self._params = next_url, None
-        return page, self._judge(next_url, response.request.url)
-
-    def _judge(self, next_url: httpx.URL | None, this_url: httpx.URL) -> PaginationError | None:
-        problem = next_link_problem(next_url, this_url, self._core.base_url, self._followed)
-        self._url = next_url if problem is None else None
-        return problem
-
-
-def next_link_problem(
-    next_url: httpx.URL | None, this_url: httpx.URL, base: httpx.URL, followed: set[str]
-) -> PaginationError | None:
-    """Why following ``next_url`` is unsafe, or ``None`` (then it joins ``followed``).
-
-    A link off the base URL's origin would send the API key there; a link
-    seen before means the server is looping.
-    """
-    if next_url is None:
-        return None
-    if not same_origin(next_url, base):
-        return PaginationError(
-            f"The next page is on {next_url.scheme}://{next_url.host}, not on the base "
-            f"URL's origin {base.scheme}://{base.host}: refusing to send the API key there."
-        )
-    key = str(next_url)
-    if key in followed or next_url == this_url:
-        return PaginationError(f"The API sent the same next page twice ({key}): stopping.")
-    followed.add(key)
-    return None
+        problem = next_link_problem(link, response.request.url, self._route, self._followed)
+        self._url = link if problem is None and isinstance(link, httpx.URL) else None
+        self._params = None
+        return page, problem
 
 
 async def iterate_output_pages(
@@ -111,10 +178,11 @@ async def iterate_output_pages(
 
     An empty page with a next link is not the end: only the header's absence is.
     A page is yielded before its next link is judged, so its items can be kept
-    and its cursor saved; moving on then raises ``PaginationError`` if the link
-    leaves the base URL's origin (the key is never sent there) or was seen
-    before (the server is looping). With ``read_ahead`` > 0, up to that many
-    pages are fetched while the caller works on the current one.
+    and its cursor saved; moving on then raises ``PaginationError`` (with
+    ``resume_cursor``) if the link is malformed, leaves the base URL's origin
+    (the key is never sent there) or the outputs' path, or was seen before
+    (the server is looping). With ``read_ahead`` > 0, up to that many pages
+    are fetched while the caller works on the current one.
     """
     pages = _Pages(core, run_uid, page_size, cursor)
     resume = cursor

@@ -119,3 +119,81 @@ def test_bad_arguments_raise_at_call_time(run_uid: str, kwargs: dict[str, object
         client.runs.output_pages(run_uid, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ValueError):  # noqa: PT011
         client.runs.outputs(run_uid, **kwargs)  # type: ignore[arg-type]
+
+
+SECRET = "s3cret-token"
+MALFORMED_LINKS = [
+    pytest.param(
+        f"https://api.edges.run:99999/v1/runs/{RUN_UID}/outputs?cursor=c1&t={SECRET}", id="port"
+    ),
+    pytest.param(f"https://[::1/v1/runs/{RUN_UID}/outputs?cursor=c1&t={SECRET}", id="ipv6"),
+    pytest.param(f"{OUTPUTS}\x01?cursor=c1&t={SECRET}", id="control-character"),
+    pytest.param(f"https://xn--a.com/v1/runs/{RUN_UID}/outputs?cursor=c1&t={SECRET}", id="idna"),
+]
+
+
+@pytest.mark.parametrize("read_ahead", [0, 2])
+@pytest.mark.parametrize("next_url", MALFORMED_LINKS)
+async def test_malformed_next_link_delivers_the_page_then_raises_pagination_error(
+    mock_client: ClientFactory, next_url: str, read_ahead: int
+) -> None:
+    """The page comes first; then a short PaginationError, unchained, whose cursor resumes."""
+    handler, seen = pages_handler({None: ([{"i": 0}], next_url), "c1": ([{"i": 1}], None)})
+    client = mock_client(handler)
+    outputs = client.runs.outputs(RUN_UID, read_ahead=read_ahead)
+    assert await anext(outputs) == {"i": 0}
+    with pytest.raises(ea.PaginationError, match="malformed") as caught:
+        await anext(outputs)
+    error = caught.value
+    assert SECRET not in str(error)
+    assert error.__cause__ is None
+    assert error.__context__ is None
+    assert error.resume_cursor == "c1"
+    assert len(seen) == 1
+    rest = [item async for item in client.runs.outputs(RUN_UID, cursor=error.resume_cursor)]
+    assert rest == [{"i": 1}]
+
+
+@pytest.mark.parametrize("read_ahead", [0, 2])
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        pytest.param("https://api.edges.run/v2/admin?cursor=c1", id="other-path"),
+        pytest.param(f"{OUTPUTS}/?cursor=c1", id="trailing-slash"),
+        pytest.param(f"{OUTPUTS}/../../admin?cursor=c1", id="dot-segments"),
+        pytest.param(f"{OUTPUTS}/%2e%2e/%2e%2e/admin?cursor=c1", id="encoded-dot-segments"),
+        pytest.param(f"/v1/runs/{RUN_UID}/outpu%74s?cursor=c1", id="encoded-letter"),
+        pytest.param(f"/v1/runs%2F{RUN_UID}/outputs?cursor=c1", id="encoded-slash"),
+        pytest.param(
+            f"https://user:pw@api.edges.run/v1/runs/{RUN_UID}/outputs?cursor=c1", id="credentials"
+        ),
+    ],
+)
+async def test_next_link_off_the_outputs_path_is_refused(
+    mock_client: ClientFactory, next_url: str, read_ahead: int
+) -> None:
+    """A same-origin link to any other path is not followed: page first, then PaginationError."""
+    handler, seen = pages_handler({None: ([{"i": 0}], next_url), "c1": ([{"i": 1}], None)})
+    client = mock_client(handler)
+    pages = client.runs.output_pages(RUN_UID, read_ahead=read_ahead)
+    first = await anext(pages)
+    assert first.items == [{"i": 0}]
+    with pytest.raises(ea.PaginationError) as caught:
+        await anext(pages)
+    assert caught.value.resume_cursor == "c1"
+    assert len(seen) == 1
+
+
+async def test_relative_next_link_on_the_same_path_is_followed(mock_client: ClientFactory) -> None:
+    """A link that is only a query, or spells out the same path, stays on the outputs path."""
+    handler, seen = pages_handler(
+        {
+            None: ([{"i": 0}], "?cursor=c1"),
+            "c1": ([{"i": 1}], f"/v1/runs/{RUN_UID}/outputs?cursor=c2"),
+            "c2": ([{"i": 2}], None),
+        }
+    )
+    client = mock_client(handler)
+    items = [item async for item in client.runs.outputs(RUN_UID)]
+    assert items == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert {request.url.path for request in seen} == {f"/v1/runs/{RUN_UID}/outputs"}

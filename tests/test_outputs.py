@@ -209,3 +209,29 @@ async def test_read_ahead_stays_within_its_depth(
         requested = sum(1 for r in simulator.requests if r.path.endswith("/outputs"))
         assert requested == taken + read_ahead
     await pages.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("read_ahead", [0, 2])
+async def test_malformed_next_link_keeps_the_page_and_resumes_exactly_once(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, read_ahead: int
+) -> None:
+    """A page with a malformed next link is kept; resume_cursor then gives exactly the rest."""
+    run = simulator.add_run(workspace, script=finished_with(30))
+    await anyio.sleep(2)
+    first, *_ = [page async for page in client.runs.output_pages(run.uid, page_size=10)]
+    assert first.next_cursor is not None
+    broken = f"https://api.edges.run:99999/v1/runs/{run.uid}/outputs?cursor={first.next_cursor}"
+    simulator.faults.add(
+        Fault(path=r"/outputs$", body=first.items, headers={"X-Pagination-Next": broken})
+    )
+    got: list[int] = []
+
+    async def keep_indices() -> None:
+        async for item in client.runs.outputs(run.uid, page_size=10, read_ahead=read_ahead):
+            got.append(item["index"])  # noqa: PERF401 - a comprehension would lose them
+
+    with pytest.raises(ea.PaginationError, match="malformed") as caught:
+        await keep_indices()
+    assert caught.value.resume_cursor == first.next_cursor
+    got.extend(await indices(client, run.uid, 10, cursor=caught.value.resume_cursor))
+    assert got == list(range(30))

@@ -11,6 +11,7 @@ from typing import Any, final
 
 import httpx
 
+from .._exceptions import PaginationError
 from .._http import HTTPCore, decode_json, invalid_response
 from .._pagination import next_link_problem, next_page_url
 
@@ -19,11 +20,14 @@ __all__ = ["LiveResult", "fetch_live_page"]
 
 async def fetch_live_page(
     core: HTTPCore, url: httpx.URL, body: dict[str, Any], followed: set[str]
-) -> tuple[list[Any], httpx.URL | None]:
-    """POST ``body`` to a live URL (sent once); the page's results and the next page's URL.
+) -> tuple[list[Any], httpx.URL | PaginationError | None]:
+    """POST ``body`` to a live URL (sent once); the page's results and what comes next.
 
-    The next link is judged as the outputs' are (same origin, never twice):
-    ``followed`` holds the links of this answer seen so far.
+    What comes next is the next page's URL, ``None`` after the last page, or
+    the ``PaginationError`` to raise once this page's results are delivered:
+    the next link is judged as the outputs' are (well formed, same origin,
+    same path as ``url``, never twice), and a refused link never costs the
+    results already paid for. ``followed`` holds the links of this answer seen so far.
     """
     response = await core.request("POST", url, json=body)
     payload = decode_json(response)
@@ -31,11 +35,11 @@ async def fetch_live_page(
         payload = [payload]  # a single result object
     if not isinstance(payload, list):
         raise invalid_response(response, "expected a JSON array of results")
-    next_url = next_page_url(response)
-    problem = next_link_problem(next_url, response.request.url, core.base_url, followed)
+    link = next_page_url(response)
+    problem = next_link_problem(link, response.request.url, url, followed)
     if problem is not None:
-        raise problem
-    return payload, next_url
+        return payload, problem
+    return payload, link if isinstance(link, httpx.URL) else None
 
 
 @final
@@ -45,6 +49,11 @@ class LiveResult:
     ``results`` is the first page. Iterate the object (``async for result in
     live``) for every result across pages, fetched as needed, or call
     :meth:`all`; ``next_url`` is ``None`` when the first page is the only one.
+
+    When a next-page link cannot be followed safely (another host or path, a
+    malformed or repeated link), every result received up to it is still
+    delivered; iterating then raises ``PaginationError``, whose message says
+    after which page it stopped and how many results were delivered by then.
     """
 
     __slots__ = ("_body", "_core", "_followed", "_next", "results")
@@ -54,7 +63,7 @@ class LiveResult:
         core: HTTPCore,
         body: dict[str, Any],
         results: list[Any],
-        next_url: httpx.URL | None,
+        next_url: httpx.URL | PaginationError | None,
         followed: set[str],
     ) -> None:
         self._core = core
@@ -66,20 +75,27 @@ class LiveResult:
 
     @property
     def next_url(self) -> str | None:
-        """The full URL of the second page, or ``None``."""
-        return str(self._next) if self._next is not None else None
+        """The second page's full URL, or ``None`` (no second page, or its link was refused)."""
+        return str(self._next) if isinstance(self._next, httpx.URL) else None
 
     @property
     def has_more(self) -> bool:
-        """Whether more pages follow the first."""
+        """Whether the answer goes on past the first page (even through a refused link)."""
         return self._next is not None
 
     async def pages(self) -> AsyncIterator[list[Any]]:
         """Each page's results, the first one included; a live request per further page."""
         yield self.results
-        url = self._next
-        while url is not None:
-            results, url = await fetch_live_page(self._core, url, self._body, self._followed)
+        pages, delivered = 1, len(self.results)
+        after = self._next
+        while after is not None:
+            if isinstance(after, PaginationError):
+                raise PaginationError(
+                    f"The live answer stopped after page {pages} ({delivered} results "
+                    f"delivered): {after}"
+                )
+            results, after = await fetch_live_page(self._core, after, self._body, self._followed)
+            pages, delivered = pages + 1, delivered + len(results)
             yield results
 
     async def __aiter__(self) -> AsyncIterator[Any]:
@@ -88,7 +104,12 @@ class LiveResult:
                 yield result
 
     async def all(self) -> list[Any]:
-        """Every result, fetching the remaining pages."""
+        """Every result, fetching the remaining pages.
+
+        If a next link is refused, ``PaginationError`` is raised and the
+        results gathered so far are lost to the caller: iterate instead to
+        keep them.
+        """
         return [result async for result in self]
 
     def __repr__(self) -> str:
