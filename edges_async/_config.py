@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import numbers
 from collections.abc import Mapping
 from typing import final
 
@@ -100,12 +101,31 @@ def resolve_base_url(base_url: str | httpx.URL | None, environ: Mapping[str, str
 
 
 def resolve_timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
-    """An ``httpx.Timeout`` from seconds or as given; a negative or NaN value is refused."""
+    """An ``httpx.Timeout`` from a number of seconds, or the ``httpx.Timeout`` given, as is.
+
+    The seconds must be a finite number above zero: ``inf``, NaN, zero, a
+    negative value, a boolean, a string (even ``"30"``) and ``None`` are a
+    ``ConfigurationError``. A request without any timeout could hang forever,
+    so it is never the default nor ``None``'s meaning: pass
+    ``httpx.Timeout(None)`` to ask for it knowingly.
+    """
     if isinstance(timeout, httpx.Timeout):
         return timeout
+    if timeout is None:
+        raise ConfigurationError(
+            "timeout=None is not accepted: pass a number of seconds > 0, "
+            "or httpx.Timeout(None) for requests without any timeout."
+        )
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise ConfigurationError(
+            f"timeout must be a number of seconds or an httpx.Timeout, "
+            f"got {type(timeout).__name__} {timeout!r}."
+        )
     seconds = float(timeout)
-    if math.isnan(seconds) or seconds <= 0:
-        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(
+            f"timeout must be a finite number of seconds > 0, got {timeout!r}."
+        )
     return httpx.Timeout(seconds)
 
 

@@ -5,8 +5,13 @@ records how far the file is good (bytes and outputs) and the cursor of the next
 page, written to a temporary file and moved into place, so it is always either
 the old or the new state. A rerun truncates ``.part`` to the checkpoint (a page
 written after it is dropped, so nothing is doubled) and goes on from its
-cursor (nothing is skipped). At the end the count is checked against the run's
-``output_count`` and ``.part`` is renamed to ``path`` in one step.
+cursor (nothing is skipped). A checkpoint vouching for more bytes than ``.part``
+holds (the file was deleted or cut short) is not trusted: the export starts
+over. At the end the count is checked against the run's ``output_count`` and
+``.part`` is renamed to ``path`` in one step.
+
+An export holds an exclusive lock on ``.part`` from start to end (see
+``_export_lock``): a second export to the same path fails at once.
 
 If the run gained outputs since its last page was read (it was still running),
 the last page is read again from its own cursor, once, before giving up.
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 
 from ._exceptions import IncompleteExportError
+from ._export_lock import locked_part
 
 if TYPE_CHECKING:
     from .resources import Runs
@@ -65,6 +71,23 @@ def _load(checkpoint: Path, run_uid: str) -> _Checkpoint | None:
     except (OSError, ValueError, TypeError):
         return None
     return state if state.run_uid == run_uid else None
+
+
+def _resume_point(part: Path, checkpoint: Path, run_uid: str) -> _Checkpoint:
+    """Where to go on: the checkpoint, or the start if there is none to trust.
+
+    A checkpoint is trusted only if ``.part`` holds at least the bytes it
+    vouches for: were the file gone or cut short, truncating it to the
+    checkpoint's size would pad it with NUL bytes.
+    """
+    state = _load(checkpoint, run_uid)
+    try:
+        held = part.stat().st_size
+    except FileNotFoundError:
+        held = 0
+    if state is not None and held >= state.size:
+        return state
+    return _Checkpoint(run_uid=run_uid, next_cursor=None, complete=False, count=0, size=0)
 
 
 def _save(checkpoint: Path, state: _Checkpoint) -> None:
@@ -123,25 +146,27 @@ async def _copy_pages(
 async def export_outputs(
     runs: Runs, run_uid: str, path: str | os.PathLike[str], *, page_size: int
 ) -> int:
-    """Write every output of ``run_uid`` to ``path`` as JSON Lines; return how many."""
+    """Write every output of ``run_uid`` to ``path`` as JSON Lines; return how many.
+
+    ``ExportInProgressError`` at once if another export to ``path`` is running.
+    """
     target = Path(path)
     part = target.with_name(target.name + ".part")
     checkpoint = target.with_name(target.name + ".checkpoint")
-    state = await anyio.to_thread.run_sync(_load, checkpoint, run_uid)
-    if state is None:
-        state = _Checkpoint(run_uid=run_uid, next_cursor=None, complete=False, count=0, size=0)
-    reported = 0
-    for attempt in range(2):
-        if not state.complete:
-            state = await _copy_pages(runs, state, part, checkpoint, page_size)
-        expected = (await runs.get(run_uid)).output_count
-        if expected is None or expected == state.count:
-            await anyio.to_thread.run_sync(_finish, part, target, checkpoint)
-            return state.count
-        reported = expected
-        if attempt == 0:
-            state = state.rewound()
-            await anyio.to_thread.run_sync(_save, checkpoint, state)
+    async with locked_part(part):
+        state = await anyio.to_thread.run_sync(_resume_point, part, checkpoint, run_uid)
+        reported = 0
+        for attempt in range(2):
+            if not state.complete:
+                state = await _copy_pages(runs, state, part, checkpoint, page_size)
+            expected = (await runs.get(run_uid)).output_count
+            if expected is None or expected == state.count:
+                await anyio.to_thread.run_sync(_finish, part, target, checkpoint)
+                return state.count
+            reported = expected
+            if attempt == 0:
+                state = state.rewound()
+                await anyio.to_thread.run_sync(_save, checkpoint, state)
     raise IncompleteExportError(
         f"Exported {state.count} outputs of run {run_uid} but the run reports {reported}; "
         f"{part} and its checkpoint are kept: run the export again to go on.",

@@ -8,6 +8,9 @@ instead of failing validation.
 from __future__ import annotations
 
 import enum
+import ipaddress
+import socket
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -151,14 +154,63 @@ class ErrorBody(_WireModel):
     status_code: int | None = None
 
 
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address ``host`` spells, in any form a resolver accepts, else ``None``.
+
+    Besides the usual forms, the legacy IPv4 ones (``127.1``, ``2130706433``,
+    ``0x7f.0.0.1``) count: ``getaddrinfo`` reads them as addresses too.
+    """
+    try:
+        return ipaddress.ip_address(host.partition("%")[0])  # an IPv6 zone is no help
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _unreachable_host(host: str) -> str | None:
+    """Why Edges, on the public internet, could never reach ``host``; ``None`` if it may.
+
+    Only what the URL itself says is judged: a host name other than
+    ``localhost`` is not resolved here, so a name pointing at a private
+    address passes.
+    """
+    host = host.lower().removesuffix(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return "a loopback host"
+    address = _literal_address(host)
+    if address is None:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_unspecified:
+        return "the unspecified address"
+    if address.is_private or not address.is_global or address.is_multicast:
+        return "a private or non-public address"
+    return None
+
+
 class Callback(BaseModel):
     """Where Edges should POST a run's progress: an HTTPS ``url``, ``on`` "final" or "all".
 
     ``headers`` are sent with every callback: put a shared secret there and check
-    it in your receiver, as Edges signs nothing.
+    it in your receiver, as Edges signs nothing. Their values never show in a
+    ``repr`` or ``str`` (nor in a validation error); ``model_dump()`` gives them.
+
+    The URL must be absolute ``https://`` on a host Edges can reach: ``localhost``
+    and literal loopback, link-local, private or otherwise non-public addresses
+    (``127.0.0.1``, ``[::1]``, ``10.1.2.3``, ``169.254.1.1``, ``[fd00::1]``...)
+    are a ``ValueError``. Host names are not resolved, so a local receiver can
+    be tested under a name that only the test's sender maps to ``127.0.0.1``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     url: str
     on: Literal["all", "final"] = "final"
@@ -173,4 +225,16 @@ class Callback(BaseModel):
             raise ValueError(f"not a URL: {exc}") from None
         if parsed.scheme != "https" or not parsed.host:
             raise ValueError(f"callback URLs must be absolute https:// URLs, got {url!r}")
+        unreachable = _unreachable_host(parsed.host)
+        if unreachable is not None:
+            raise ValueError(
+                f"callback URL {url!r} is on {unreachable}, which Edges can never reach: "
+                "use a public host name"
+            )
         return url
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name == "headers" and value is not None:
+                value = dict.fromkeys(value, "***")
+            yield name, value

@@ -19,18 +19,23 @@ __all__ = [
     "check_run_uid",
     "check_run_uids",
     "check_timeout",
+    "uid_array_param",
     "uid_filter_query",
 ]
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# fullmatch, not match with ``$``: ``$`` also matches before a trailing newline.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-def check_run_uid(run_uid: str | uuid.UUID) -> str:
-    """A run uid in canonical form; anything but a UUID is a ``ValueError``."""
+def check_run_uid(run_uid: str | uuid.UUID, *, name: str = "run_uid") -> str:
+    """A run uid in canonical (lower-case) form; anything but a UUID is a ``ValueError``.
+
+    ``name`` is the argument named in the error message.
+    """
     if isinstance(run_uid, uuid.UUID):
         return str(run_uid)
-    if not isinstance(run_uid, str) or not _UUID.match(run_uid):
-        raise ValueError(f"run_uid must be a UUID like '3f2c...-...', got {run_uid!r}")
+    if not isinstance(run_uid, str) or not _UUID.fullmatch(run_uid):
+        raise ValueError(f"{name} must be a UUID like '3f2c...-...', got {run_uid!r}")
     return run_uid.lower()
 
 
@@ -104,6 +109,22 @@ def array_param(
         return [(name, _wire_value(item)) for item in items]
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None
+
+
+def uid_array_param(
+    name: str, values: str | uuid.UUID | Iterable[str | uuid.UUID] | None
+) -> list[tuple[str, str]]:
+    """Query pairs for an array filter of uids (``uid``, ``user_uid``), each checked.
+
+    Like :func:`array_param`, but every value must be a UUID and goes on the
+    wire in canonical form: a malformed one is a ``ValueError`` before any request.
+    """
+    if values is None:
+        return []
+    items = [values] if isinstance(values, (str, uuid.UUID)) else values
+    if isinstance(items, bytes) or not isinstance(items, Iterable):
+        raise ValueError(f"{name} must be a UUID or a collection of them, got {values!r}")
+    return array_param(name, [check_run_uid(item, name=name) for item in items])
 
 
 def uid_filter_query(run_uids: Iterable[str], *, limit: int, statuses: Iterable[str] = ()) -> str:

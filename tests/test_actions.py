@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 import edges_async as ea
+from edges_async.resources import _actions
 
 from .conftest import LAUNCH_RESPONSE, RUN_UID, ClientFactory, Recorder
 
@@ -77,6 +78,8 @@ async def test_callback_as_plain_dict(mock_client: ClientFactory) -> None:
         {"inputs": [{}], "callback": {"url": "not a url"}},
         {"inputs": [{}], "callback": {"url": "https://h.example", "secret": "typo"}},
         {"inputs": [{}], "action": "bad slug/../x"},
+        {"inputs": [{}], "action": "linkedin-extract-people\n"},
+        {"inputs": [{}], "callback": {"url": "https://127.0.0.1/cb"}},
     ],
 )
 async def test_bad_launch_arguments_send_nothing(
@@ -106,6 +109,64 @@ def test_callback_model_refuses_plain_http() -> None:
         ea.Callback(url="http://hooks.example/cb")
 
 
+UNREACHABLE_CALLBACK_URLS = [
+    "https://localhost/cb",
+    "https://LOCALHOST./cb",
+    "https://foo.localhost/cb",
+    "https://127.0.0.1/cb",
+    "https://127.0.0.1:8443/cb",
+    "https://127.1/cb",  # legacy IPv4 forms, as resolvers read them
+    "https://2130706433/cb",
+    "https://0.0.0.0/cb",
+    "https://10.1.2.3/cb",
+    "https://172.16.0.1/cb",
+    "https://192.168.0.1/cb",
+    "https://169.254.1.1/cb",
+    "https://100.64.0.1/cb",
+    "https://[::1]/cb",
+    "https://[::]/cb",
+    "https://[::ffff:127.0.0.1]/cb",
+    "https://[::ffff:192.168.0.1]/cb",
+    "https://[fc00::1]/cb",
+    "https://[fd12:3456::1]/cb",
+    "https://[fe80::1]/cb",
+]
+
+
+@pytest.mark.parametrize("url", UNREACHABLE_CALLBACK_URLS)
+async def test_a_callback_edges_can_never_reach_is_refused_before_sending(
+    mock_client: ClientFactory, url: str
+) -> None:
+    """Loopback, link-local, private and unspecified addresses are a ValueError, nothing sent."""
+    recorder = Recorder(httpx.Response(200, json=LAUNCH_RESPONSE))
+    client = mock_client(recorder)
+    with pytest.raises(ValueError, match="never reach"):
+        ea.Callback(url=url)
+    with pytest.raises(ValueError, match="never reach"):
+        await client.actions.run_async("a", inputs=[{}], callback={"url": url})
+    with pytest.raises(ValueError, match="never reach"):
+        await client.actions.schedule("a", inputs=[{}], cron="0 9 * * *", callback={"url": url})
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example/cb",
+        "https://callbacks.test:8443/edges",
+        "https://localhost.example.com/cb",
+        "https://8.8.8.8/cb",
+        "https://[2606:4700:4700::1111]/cb",
+    ],
+)
+async def test_a_callback_on_a_public_host_is_sent(mock_client: ClientFactory, url: str) -> None:
+    """Host names (not resolved) and public addresses are accepted and sent as given."""
+    recorder = Recorder(httpx.Response(200, json=LAUNCH_RESPONSE))
+    client = mock_client(recorder)
+    await client.actions.run_async("a", inputs=[{}], callback={"url": url})
+    assert json.loads(recorder.requests[0].content)["callback"]["url"] == url
+
+
 # -- schedule ----------------------------------------------------------------
 
 
@@ -125,6 +186,16 @@ async def test_schedule_sends_cron_and_timezone(mock_client: ClientFactory) -> N
     }
 
 
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wall clock launches read is fixed at NOW."""
+    monkeypatch.setattr(_actions, "utc_now", lambda: NOW)
+
+
+@pytest.mark.usefixtures("wall_clock")
 async def test_schedule_at_is_sent_in_utc(mock_client: ClientFactory) -> None:
     """schedule_at takes an aware datetime or ISO string and is sent as UTC ISO 8601."""
     recorder = Recorder(httpx.Response(200, json=LAUNCH_RESPONSE))
@@ -134,6 +205,38 @@ async def test_schedule_at_is_sent_in_utc(mock_client: ClientFactory) -> None:
     await client.actions.schedule("a", inputs=[{}], schedule_at="2026-12-01T09:30:00Z")
     sent = [json.loads(request.content)["schedule_at"] for request in recorder.requests]
     assert sent == ["2026-12-01T09:30:00Z", "2026-12-01T09:30:00Z"]
+
+
+@pytest.mark.usefixtures("wall_clock")
+@pytest.mark.parametrize(
+    "schedule_at",
+    [
+        NOW - timedelta(seconds=61),
+        NOW - timedelta(days=365),
+        "2026-11-20T11:58:59Z",
+        "2026-11-20T12:58:00+02:00",  # 10:58 UTC
+    ],
+)
+async def test_schedule_at_more_than_a_minute_past_is_refused(
+    mock_client: ClientFactory, schedule_at: datetime | str
+) -> None:
+    """A one-off time over a minute before the wall clock's now raises ValueError, sends nothing."""
+    recorder = Recorder(httpx.Response(200, json=LAUNCH_RESPONSE))
+    client = mock_client(recorder)
+    with pytest.raises(ValueError, match="in the past"):
+        await client.actions.schedule("a", inputs=[{}], schedule_at=schedule_at)
+    assert recorder.requests == []
+
+
+@pytest.mark.usefixtures("wall_clock")
+async def test_schedule_at_up_to_a_minute_past_is_sent(mock_client: ClientFactory) -> None:
+    """Up to a minute behind the wall clock (clock skew, a time taken as "now") is accepted."""
+    recorder = Recorder(httpx.Response(200, json=LAUNCH_RESPONSE))
+    client = mock_client(recorder)
+    for moment in (NOW - timedelta(seconds=60), NOW, NOW + timedelta(days=30)):
+        await client.actions.schedule("a", inputs=[{}], schedule_at=moment)
+    sent = [json.loads(request.content)["schedule_at"] for request in recorder.requests]
+    assert sent == ["2026-11-20T11:59:00Z", "2026-11-20T12:00:00Z", "2026-12-20T12:00:00Z"]
 
 
 @pytest.mark.parametrize(

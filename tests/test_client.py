@@ -99,11 +99,36 @@ def test_bad_max_retries_is_refused(max_retries: int) -> None:
         ea.AsyncClient(API_KEY, max_retries=max_retries)
 
 
-@pytest.mark.parametrize("timeout", [0, -1, float("nan")])
-def test_bad_timeout_is_refused(timeout: float) -> None:
-    """A timeout must be a positive number."""
-    with pytest.raises(ea.ConfigurationError):
-        ea.AsyncClient(API_KEY, timeout=timeout)
+@pytest.mark.parametrize(
+    "timeout",
+    [0, -1, -0.5, float("nan"), float("inf"), float("-inf"), "30", "abc", True, False, None, []],
+)
+def test_bad_timeout_is_refused(timeout: object) -> None:
+    """A timeout must be a finite number of seconds > 0: anything else is a ConfigurationError."""
+    with pytest.raises(ea.ConfigurationError, match="timeout"):
+        ea.AsyncClient(API_KEY, timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "sent"),
+    [
+        (12, {"connect": 12.0, "read": 12.0, "write": 12.0, "pool": 12.0}),
+        (0.25, {"connect": 0.25, "read": 0.25, "write": 0.25, "pool": 0.25}),
+        (
+            httpx.Timeout(60.0, connect=2.0, pool=None),
+            {"connect": 2.0, "read": 60.0, "write": 60.0, "pool": None},
+        ),
+        (httpx.Timeout(None), {"connect": None, "read": None, "write": None, "pool": None}),
+    ],
+)
+async def test_timeout_applies_to_every_request(
+    mock_client: ClientFactory, timeout: float | httpx.Timeout, sent: dict[str, float | None]
+) -> None:
+    """Seconds apply to every phase of a request; an httpx.Timeout is used as given."""
+    recorder = Recorder(httpx.Response(200, json=RUN_BODY))
+    client = mock_client(recorder, timeout=timeout)
+    await client.runs.get(RUN_UID)
+    assert recorder.requests[0].extensions["timeout"] == sent
 
 
 def test_limiter_without_the_protocol_is_refused() -> None:

@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 import edges_async as ea
 from edges_async import _export
-from edges_async.testing import EdgesSimulator, Fault, RunScript, Workspace
+from edges_async._export_lock import ExportInProgressError
+from edges_async.testing import EdgesSimulator, Fault, NoRateLimit, RunScript, Workspace
+
+from .conftest import API_KEY, RUN_UID
 
 
 class ProcessKilled(Exception):
@@ -167,3 +171,115 @@ async def test_export_refuses_bad_arguments(client: ea.AsyncClient, tmp_path: Pa
             "4c3a5f0e-9d1b-4a8e-8a52-6b1f0c2d7e11", tmp_path / "x.jsonl", page_size=501
         )
     assert files_in(tmp_path) == []
+
+
+class OutputsServer:
+    """A MockTransport handler serving ``total`` outputs of RUN_UID in pages of 10.
+
+    The first page asked for is held until ``release`` is set, so that an
+    export can be caught in the middle of its work.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.requests: list[httpx.Request] = []
+        self.first_page_asked = anyio.Event()
+        self.release = anyio.Event()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if not request.url.path.endswith("/outputs"):
+            return httpx.Response(
+                200, json={"uid": RUN_UID, "status": "SUCCEEDED", "output_count": self.total}
+            )
+        if not self.first_page_asked.is_set():
+            self.first_page_asked.set()
+            await self.release.wait()
+        start = int(request.url.params.get("cursor", "0"))
+        end = min(start + 10, self.total)
+        headers = {}
+        if end < self.total:
+            headers["X-Pagination-Next"] = (
+                f"https://api.edges.run/v1/runs/{RUN_UID}/outputs?limit=10&cursor={end}"
+            )
+        items = [{"index": index} for index in range(start, end)]
+        return httpx.Response(200, json=items, headers=headers)
+
+
+async def test_a_second_export_to_the_same_path_fails_at_once(tmp_path: Path) -> None:
+    """While one export runs, another to the same path raises at once and sends nothing."""
+    server = OutputsServer(total=47)
+    target = tmp_path / "outputs.jsonl"
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(server)) as http,
+        ea.AsyncClient(API_KEY, http_client=http, limiter=NoRateLimit()) as client,
+        anyio.create_task_group() as tasks,
+    ):
+        counts: list[int] = []
+
+        async def first_export() -> None:
+            counts.append(await client.runs.export_outputs(RUN_UID, target, page_size=10))
+
+        tasks.start_soon(first_export)
+        await server.first_page_asked.wait()  # the first export is under way
+        sent = len(server.requests)
+        with pytest.raises(ExportInProgressError, match="Another export") as caught:
+            await client.runs.export_outputs(RUN_UID, target, page_size=10)
+        assert isinstance(caught.value, ea.EdgesError)
+        assert len(server.requests) == sent
+        server.release.set()
+    assert counts == [47]
+    assert exported_indices(target) == list(range(47))
+    assert leftovers(target) == []
+    # The lock went with the first export: the path can be exported to again.
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(server)) as http,
+        ea.AsyncClient(API_KEY, http_client=http, limiter=NoRateLimit()) as client,
+    ):
+        assert await client.runs.export_outputs(RUN_UID, target, page_size=10) == 47
+    assert exported_indices(target) == list(range(47))
+
+
+async def test_an_export_to_another_path_runs_alongside(tmp_path: Path) -> None:
+    """The lock is per path: exports of the same run to two files both complete."""
+    server = OutputsServer(total=23)
+    server.release.set()
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(server)) as http,
+        ea.AsyncClient(API_KEY, http_client=http, limiter=NoRateLimit()) as client,
+        anyio.create_task_group() as tasks,
+    ):
+        for name in ("a.jsonl", "b.jsonl"):
+            tasks.start_soon(client.runs.export_outputs, RUN_UID, tmp_path / name)
+    assert exported_indices(tmp_path / "a.jsonl") == list(range(23))
+    assert exported_indices(tmp_path / "b.jsonl") == list(range(23))
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut short"])
+async def test_a_checkpoint_beyond_its_part_file_starts_over(
+    client: ea.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    damage: str,
+) -> None:
+    """A .part file gone or shorter than its checkpoint says: the export restarts from page 1."""
+    run = simulator.add_run(workspace, script=finished_with(500))
+    await anyio.sleep(2)
+    target = tmp_path / "outputs.jsonl"
+    with dies_at(monkeypatch, "_append", call=3):  # two pages in and checkpointed
+        await client.runs.export_outputs(run.uid, target, page_size=100)
+    part = tmp_path / "outputs.jsonl.part"
+    if damage == "deleted":
+        part.unlink()
+    else:
+        part.write_bytes(part.read_bytes()[:1000])
+    before = len(simulator.requests)
+    assert await client.runs.export_outputs(run.uid, target, page_size=100) == 500
+    assert b"\0" not in target.read_bytes()
+    assert exported_indices(target) == list(range(500))
+    resumed = [r for r in simulator.requests[before:] if r.path.endswith("/outputs")]
+    assert len(resumed) == 5  # every page, from the first
+    assert "cursor" not in dict(resumed[0].query)
+    assert leftovers(target) == []

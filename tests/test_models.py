@@ -125,6 +125,34 @@ def test_error_body() -> None:
     assert body.model_extra == {"x": 1}
 
 
+SECRET = "callback-secret-0123456789"
+
+
+def test_callback_repr_masks_header_values() -> None:
+    """repr() and str() show header names but never their values; model_dump() has them."""
+    callback = ea.Callback(url="https://hooks.example/edges", headers={"X-Secret": SECRET})
+    for text in (repr(callback), str(callback), f"{callback}", repr([callback])):
+        assert SECRET not in text
+        assert "X-Secret" in text
+        assert "hooks.example" in text
+    assert repr(callback) == (
+        "Callback(url='https://hooks.example/edges', on='final', headers={'X-Secret': '***'})"
+    )
+    assert callback.model_dump()["headers"] == {"X-Secret": SECRET}
+    assert ea.Callback(url="https://h.example").headers is None
+
+
+@pytest.mark.parametrize(
+    "headers", [[("X-Secret", SECRET)], {"X-Secret": SECRET, "X-Count": 5}, SECRET]
+)
+def test_a_callback_validation_error_never_shows_header_values(headers: object) -> None:
+    """Malformed headers are refused with an error that does not repeat the secret."""
+    with pytest.raises(ValueError, match="headers") as caught:
+        ea.Callback.model_validate({"url": "https://hooks.example/edges", "headers": headers})
+    assert SECRET not in str(caught.value)
+    assert SECRET not in repr(caught.value)
+
+
 @pytest.mark.parametrize(
     ("plan", "per_minute", "per_second", "live_per_minute", "live_per_second"),
     [

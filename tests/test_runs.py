@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -192,7 +193,47 @@ async def test_list_refuses_bad_arguments_before_any_request(
     assert simulator.requests == []
 
 
-@pytest.mark.parametrize("bad_uid", ["", "123", "not-a-uuid", RUN_UID + "0", "../etc/passwd"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"uid": "not-a-uuid"},
+        {"uid": [RUN_UID, "123"]},
+        {"uid": RUN_UID + "\n"},
+        {"uid": [RUN_UID + "0"]},
+        {"uid": 42},
+        {"user_uid": "../etc/passwd"},
+        {"user_uid": [RUN_UID + "\n"]},
+    ],
+)
+async def test_list_refuses_malformed_uid_filters_before_any_request(
+    client: ea.AsyncClient, simulator: EdgesSimulator, kwargs: dict[str, Any]
+) -> None:
+    """A uid or user_uid filter that is not a UUID raises ValueError and sends nothing."""
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"^{name} .*UUID"):
+        client.runs.list(**kwargs)
+    assert simulator.requests == []
+
+
+async def test_list_sends_uid_filters_in_canonical_form(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
+) -> None:
+    """Upper-case uids and uuid.UUID values go on the wire as lower-case UUIDs."""
+    run = simulator.add_run(workspace, action_name=ACTION, script=SCRIPT)
+    found = [
+        found.uid async for found in client.runs.list(uid=[run.uid.upper(), uuid.UUID(RUN_UID)])
+    ]
+    assert found == [run.uid]
+    query = runs_requests(simulator)[-1].query
+    assert [value for key, value in query if key == "uid"] == [run.uid, RUN_UID]
+    [_ async for _ in client.runs.list(user_uid=RUN_UID.upper())]
+    query = runs_requests(simulator)[-1].query
+    assert [value for key, value in query if key == "user_uid"] == [RUN_UID]
+
+
+@pytest.mark.parametrize(
+    "bad_uid", ["", "123", "not-a-uuid", RUN_UID + "0", "../etc/passwd", RUN_UID + "\n"]
+)
 async def test_malformed_run_uid_is_refused_before_any_request(
     client: ea.AsyncClient, simulator: EdgesSimulator, bad_uid: str
 ) -> None:

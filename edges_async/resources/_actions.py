@@ -6,12 +6,13 @@ import re
 import uuid
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, final
 
 import cronsim
 import pydantic
 
+from .._backoff import utc_now
 from .._http import HTTPCore, parse_model
 from .._models import Callback, Run
 from ._live import LiveResult, fetch_live_page
@@ -21,11 +22,15 @@ __all__ = ["Actions"]
 MAX_ASYNC_INPUTS = 100_000
 IdentityMode = Literal["managed", "direct", "auto"]
 _IDENTITY_MODES = ("managed", "direct", "auto")
-_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# fullmatch, not match with ``$``: ``$`` also matches before a trailing newline.
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# How far in the past a one-off ``schedule_at`` may be: clocks drift, and a
+# time "now" is stale by the time it is sent.
+_SCHEDULE_AT_TOLERANCE = timedelta(minutes=1)
 
 
 def _check_slug(action: str) -> str:
-    if not isinstance(action, str) or not _SLUG.match(action):
+    if not isinstance(action, str) or not _SLUG.fullmatch(action):
         raise ValueError(
             f"action must be an action slug like 'linkedin-extract-people', got {action!r}"
         )
@@ -108,6 +113,11 @@ _AWARE_DATETIME: pydantic.TypeAdapter[pydantic.AwareDatetime] = pydantic.TypeAda
 
 
 def _check_schedule_at(schedule_at: datetime | str) -> dict[str, Any]:
+    """The ``schedule_at`` field; a time more than a minute past is a ``ValueError``.
+
+    "Now" is the module's ``utc_now()``, looked up at each call so that tests
+    can replace it.
+    """
     try:
         moment = _AWARE_DATETIME.validate_python(schedule_at)
     except pydantic.ValidationError:
@@ -115,6 +125,12 @@ def _check_schedule_at(schedule_at: datetime | str) -> dict[str, Any]:
             "schedule_at must be a timezone-aware datetime or ISO 8601 string "
             f"(e.g. '2026-12-01T09:00:00Z'), got {schedule_at!r}"
         ) from None
+    now = utc_now()
+    if moment < now - _SCHEDULE_AT_TOLERANCE:
+        raise ValueError(
+            f"schedule_at {schedule_at!r} is in the past (now is "
+            f"{now.isoformat(timespec='seconds')}): a one-off run must be scheduled ahead"
+        )
     return {"schedule_at": moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")}
 
 

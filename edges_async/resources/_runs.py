@@ -12,7 +12,7 @@ from .._export import export_outputs
 from .._http import HTTPCore, QueryParams, parse_model, parse_models
 from .._models import ExecutionMode, Run, RunStatus
 from .._pagination import OutputsPage, iterate_output_pages
-from .._params import array_param, check_int_range, check_run_uid
+from .._params import array_param, check_int_range, check_run_uid, uid_array_param
 
 __all__ = ["Runs"]
 
@@ -178,8 +178,8 @@ class Runs:
             *array_param("status", status),
             *array_param("action_name", action_name),
             *array_param("execution_mode", execution_mode),
-            *array_param("uid", uid),
-            *array_param("user_uid", user_uid),
+            *uid_array_param("uid", uid),
+            *uid_array_param("user_uid", user_uid),
             *array_param("flow_run_id", flow_run_id),
             *_sort_params(sort),
         ]
