@@ -20,6 +20,8 @@ from ._exceptions import ClientClosedError as ClientClosedError
 from ._exceptions import ConfigurationError as ConfigurationError
 from ._exceptions import ConflictError as ConflictError
 from ._exceptions import EdgesError as EdgesError
+from ._exceptions import EventLoopError as EventLoopError
+from ._exceptions import ExportInProgressError as ExportInProgressError
 from ._exceptions import FailedDependencyError as FailedDependencyError
 from ._exceptions import IncompleteExportError as IncompleteExportError
 from ._exceptions import InternalServerError as InternalServerError
@@ -45,6 +47,7 @@ from ._pagination import OutputsPage as OutputsPage
 from ._plans import PlanTier as PlanTier
 from ._polling_policy import PollingPolicy as PollingPolicy
 from ._version import __version__ as __version__
+from ._watcher import RunWatcher as RunWatcher
 from .resources import LiveResult as LiveResult
 
 __all__ = [
@@ -63,7 +66,9 @@ __all__ = [
     "ConflictError",
     "EdgesError",
     "ErrorBody",
+    "EventLoopError",
     "ExecutionMode",
+    "ExportInProgressError",
     "FailedDependencyError",
     "IncompleteExportError",
     "InternalServerError",
@@ -82,6 +87,7 @@ __all__ = [
     "RunCallbackInfo",
     "RunErrorInfo",
     "RunStatus",
+    "RunWatcher",
     "UnprocessableEntityError",
     "WaitTimeoutError",
     "WorkspaceRateLimiter",

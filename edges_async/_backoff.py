@@ -68,7 +68,7 @@ class Backoff:
 def retry_after_seconds(
     response: httpx.Response, *, wall_clock: Callable[[], datetime] = utc_now
 ) -> float | None:
-    """Seconds ``response``'s ``Retry-After`` asks to wait (>= 0); ``None`` if absent or unreadable.
+    """Seconds ``response``'s ``Retry-After`` asks to wait (>= 0); ``None`` if absent or garbage.
 
     An HTTP date is measured against the response's own ``Date`` header when it
     has one, so a skewed local clock does not matter; else against ``wall_clock``.
@@ -81,10 +81,13 @@ def retry_after_seconds(
     try:
         seconds = float(value)
     except ValueError:
+        # An HTTP date already past means "now" (RFC 9110): clamp it to 0.
         seconds = _seconds_until(value, response.headers.get("date"), wall_clock)
-    if seconds is None or not math.isfinite(seconds):
+        seconds = None if seconds is None else max(seconds, 0.0)
+    # A negative number of seconds is garbage, not "retry now": as if absent.
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return None
-    return max(seconds, 0.0)
+    return seconds
 
 
 def _seconds_until(

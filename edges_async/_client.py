@@ -6,7 +6,7 @@ import contextlib
 import enum
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 from types import TracebackType
 from typing import final
@@ -18,13 +18,14 @@ from ._backoff import Backoff
 from ._callback_models import CallbackEvent
 from ._config import resolve_api_key, resolve_base_url, resolve_plan, resolve_timeout
 from ._exceptions import ClientClosedError, ConfigurationError
-from ._http import HTTPCore
+from ._http import DEFAULT_MAX_RESPONSE_BYTES, HTTPCore
 from ._limiter import RateLimiter, WorkspaceRateLimiter, workspace_id
 from ._models import Callback, Run
 from ._params import check_run_uid, check_run_uids, check_timeout
 from ._plans import PlanTier
 from ._polling import RunPoller
 from ._polling_policy import PollingPolicy
+from ._watcher import RunWatcher
 from ._watches import StatusCallback
 from .resources import Actions, Runs
 
@@ -55,7 +56,8 @@ class AsyncClient:
             rate limiter; ``EDGES_PLAN`` when omitted, else Trial.
         base_url: ``EDGES_BASE_URL`` when omitted, else ``https://api.edges.run/v1``.
             Plain ``http://`` is accepted only for a loopback host.
-        timeout: Per HTTP request, in seconds or as an ``httpx.Timeout``.
+        timeout: Per HTTP request, in seconds (a finite number > 0) or as an
+            ``httpx.Timeout``.
         max_retries: Retries after the first attempt of a request that may be retried.
         backoff: How long to wait between retries (see ``Backoff``).
         http_client: An ``httpx.AsyncClient`` to send with (e.g. one with an
@@ -63,6 +65,12 @@ class AsyncClient:
         limiter: A ``RateLimiter``; by default a ``WorkspaceRateLimiter`` sized
             from ``plan`` and shared by every client of the same workspace.
         polling: How waiting for runs polls them (see ``PollingPolicy``).
+        max_response_bytes: The largest response body read, once decoded
+            (64 MiB by default); a larger one is refused unread with
+            ``APIResponseValidationError``.
+
+    A client belongs to the event loop it is first used in (``EventLoopError``
+    from any other) and runs on asyncio only.
 
     Raises:
         ConfigurationError: No API key, an unknown plan, or an unsafe base URL.
@@ -70,7 +78,6 @@ class AsyncClient:
 
     __slots__ = (
         "_core",
-        "_http",
         "_limiter",
         "_owns_http",
         "_plan",
@@ -93,6 +100,7 @@ class AsyncClient:
         http_client: httpx.AsyncClient | None = None,
         limiter: RateLimiter | None = None,
         polling: PollingPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         key = resolve_api_key(api_key, os.environ)
         self._plan = resolve_plan(plan, os.environ)
@@ -100,6 +108,14 @@ class AsyncClient:
         resolved_timeout = resolve_timeout(timeout)
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"max_response_bytes must be an integer >= 1, got {max_response_bytes!r}."
+            )
         if polling is not None and not isinstance(polling, PollingPolicy):
             raise ConfigurationError(f"polling must be a PollingPolicy, got {polling!r}.")
         if limiter is not None and not isinstance(limiter, RateLimiter):
@@ -112,17 +128,22 @@ class AsyncClient:
             else WorkspaceRateLimiter(self._plan, workspace=workspace_id(key.reveal(), str(url)))
         )
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            timeout=resolved_timeout, limits=_POOL_LIMITS, follow_redirects=False
-        )
+
+        def new_pool() -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                timeout=resolved_timeout, limits=_POOL_LIMITS, follow_redirects=False
+            )
+
         self._core = HTTPCore(
-            http_client=self._http,
+            http_client=http_client or new_pool(),
+            make_http=new_pool if self._owns_http else None,
             base_url=url,
             api_key=key,
             timeout=resolved_timeout,
             max_retries=max_retries,
             backoff=backoff or Backoff(),
             limiter=self._limiter,
+            max_response_bytes=max_response_bytes,
         )
         self._poller = RunPoller(
             self._core,
@@ -238,24 +259,32 @@ class AsyncClient:
         timeout: float | timedelta | None = None,
         *,
         on_status_change: StatusCallback | None = None,
-    ) -> AsyncIterator[Run]:
+    ) -> RunWatcher:
         """Yield each run as it reaches a terminal status, in the order they finish.
 
         Takes the arguments of :meth:`wait_for_runs` (a run given twice is
-        yielded once); arguments are checked here, before any request. Leaving
-        the loop early stops waiting for the rest.
+        yielded once); arguments are checked here, before any request.
 
-        >>> async for run in client.watch_runs(uids, timeout=3600):
-        ...     print(run.uid, run.status)
+        Polling stops when the watcher is closed: on leaving its ``async with``
+        block, on ``aclose()``, once every run was yielded, at the deadline, or
+        when Python finalizes a watcher nobody holds (the plain ``async for``
+        left with ``break``). A watcher kept in a variable and left with
+        ``break`` polls on until closed: prefer the ``async with`` form.
+
+        >>> async with client.watch_runs(uids, timeout=3600) as runs:
+        ...     async for run in runs:
+        ...         print(run.uid, run.status)
         """
         uids = list(dict.fromkeys(check_run_uids(run_uids)))
-        return self._poller.watch(uids, self._deadline(timeout), on_status_change)
+        deadline = self._deadline(timeout)
+        return RunWatcher(self._poller.watch(uids, deadline, on_status_change))
 
     def _deadline(self, timeout: float | timedelta | None) -> float | None:
         if self._state is _State.CLOSED:
             raise ClientClosedError(
                 "The client is closed: open a new AsyncClient to wait for runs."
             )
+        self._core.check_loop()
         seconds = check_timeout(timeout)
         return None if seconds is None else anyio.current_time() + seconds
 
@@ -264,6 +293,7 @@ class AsyncClient:
             raise ClientClosedError("This client was closed; create a new AsyncClient.")
         if self._state is _State.OPENED:
             raise RuntimeError("This client is already open: enter it only once.")
+        self._core.check_loop()
         self._state = _State.OPENED
         return self
 
@@ -282,13 +312,14 @@ class AsyncClient:
         """
         if self._state is _State.CLOSED:
             return
+        self._core.check_loop()  # the pool is closed on its own loop
         self._state = _State.CLOSED
         self._core.close()
         await self._poller.aclose(
             ClientClosedError("The client was closed while waiting for runs.")
         )
         if self._owns_http:
-            await self._http.aclose()
+            await self._core.http.aclose()
 
     def __repr__(self) -> str:
         return (

@@ -5,6 +5,7 @@ The whole hierarchy::
     EdgesError
     ├── ConfigurationError                (also a ValueError)
     ├── ClientClosedError                 (also a RuntimeError)
+    ├── EventLoopError                    (also a RuntimeError)
     ├── APIConnectionError
     │   └── APITimeoutError
     ├── APIResponseValidationError
@@ -21,11 +22,14 @@ The whole hierarchy::
     │   └── InternalServerError           5xx
     ├── PaginationError
     ├── IncompleteExportError
+    ├── ExportInProgressError
     └── WaitTimeoutError                  (also a TimeoutError)
 
 Arguments that can never be valid raise the built-in ``ValueError`` before any
-request is sent. No message built here ever holds the API key: requests attached
-to errors carry a redacted copy of their headers.
+request is sent. No error ever holds a secret (the API key, a callback's
+headers): its message is scrubbed, and the request and response it carries are
+redacted copies (``_redaction.py``), never the live objects, nor chained to a
+raw httpx exception that holds them.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "EdgesError",
+    "EventLoopError",
+    "ExportInProgressError",
     "FailedDependencyError",
     "IncompleteExportError",
     "InternalServerError",
@@ -79,8 +85,12 @@ class ClientClosedError(EdgesError, RuntimeError):
     """The client was used after it was closed."""
 
 
+class EventLoopError(EdgesError, RuntimeError):
+    """The client was used outside asyncio, or from another event loop than its own."""
+
+
 class APIConnectionError(EdgesError):
-    """No usable HTTP response arrived: the connection failed or broke."""
+    """No usable HTTP response arrived: the connection failed or broke, or the body was corrupt."""
 
     def __init__(self, message: str, *, request: httpx.Request) -> None:
         super().__init__(message)
@@ -92,7 +102,7 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIResponseValidationError(EdgesError):
-    """A successful response carried a body the SDK cannot read."""
+    """A response carried a body the SDK cannot read: malformed, or over ``max_response_bytes``."""
 
     def __init__(self, message: str, *, response: httpx.Response) -> None:
         super().__init__(message)
@@ -179,6 +189,10 @@ class IncompleteExportError(EdgesError):
         super().__init__(message)
         self.expected = expected
         self.written = written
+
+
+class ExportInProgressError(EdgesError):
+    """Another export to the same path is running (in this process or another)."""
 
 
 class WaitTimeoutError(EdgesError, TimeoutError):

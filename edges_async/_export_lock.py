@@ -20,16 +20,12 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from ._exceptions import EdgesError
+from ._exceptions import ExportInProgressError
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["ExportInProgressError", "locked_part"]
-
-
-class ExportInProgressError(EdgesError):
-    """Another export to the same path is running (in this process or another)."""
+__all__ = ["locked_part"]
 
 
 def _lock(part: Path) -> int | None:

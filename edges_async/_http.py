@@ -10,16 +10,21 @@ anywhere else.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, final
 
 import anyio
 import httpx
 import pydantic
 import pydantic_core
+import sniffio
 
 from ._backoff import Backoff
+from ._body import ACCEPT_ENCODING, BodyDecoder, BodyTooLarge, UndecodableBody
 from ._config import ApiKey, same_origin
 from ._exceptions import (
     APIConnectionError,
@@ -27,13 +32,16 @@ from ._exceptions import (
     APIStatusError,
     APITimeoutError,
     ClientClosedError,
+    EventLoopError,
     status_error_class,
 )
 from ._limiter import RateLimiter
 from ._models import ErrorBody
+from ._redaction import protect, safe_request, safe_response, scrub, scrub_json
 from ._version import __version__
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "HTTPCore",
     "QueryParams",
     "decode_json",
@@ -48,28 +56,33 @@ QueryParams = list[tuple[str, str | int | float | bool | None]]
 
 USER_AGENT = f"edges-async/{__version__}"
 API_KEY_HEADER = "X-API-Key"
-_REDACTED = "[redacted]"
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _RETRIED_STATUSES = frozenset({408, 429})
 _MAX_REDIRECTS = 5
 # Errors raised before a single byte of the request left this machine.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Everything httpx raises while sending: none of it may reach a caller raw,
+# as each holds the live request, API key included.
+_HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 _BODY_SNIPPET = 200
+_CLOSED = "The client is closed: open a new AsyncClient to send requests."
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
 
-def _redacted(request: httpx.Request) -> httpx.Request:
-    """A copy of ``request`` safe to hand to users: the API key replaced."""
-    headers = request.headers.copy()
-    if API_KEY_HEADER in headers:
-        headers[API_KEY_HEADER] = _REDACTED
-    return httpx.Request(request.method, request.url, headers=headers)
+def _snippet(content: bytes) -> str:
+    text = content[:_BODY_SNIPPET].decode("utf-8", errors="replace")
+    return text + ("..." if len(content) > _BODY_SNIPPET else "")
 
 
-def _snippet(response: httpx.Response) -> str:
-    text = response.content[:_BODY_SNIPPET].decode("utf-8", errors="replace")
-    return text + ("..." if len(response.content) > _BODY_SNIPPET else "")
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """An attempt that got no usable response: the error to raise, and whether to retry."""
+
+    error: APIConnectionError
+    never_sent: bool
+    reason: str
 
 
 @final
@@ -82,7 +95,11 @@ class HTTPCore:
         "_base_url",
         "_closed",
         "_http",
+        "_in_flight",
         "_limiter",
+        "_loop",
+        "_make_http",
+        "_max_response_bytes",
         "_max_retries",
         "_timeout",
     )
@@ -97,19 +114,70 @@ class HTTPCore:
         max_retries: int,
         backoff: Backoff,
         limiter: RateLimiter,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        make_http: Callable[[], httpx.AsyncClient] | None = None,
     ) -> None:
         self._http = http_client
+        self._make_http = make_http  # None: the caller's pool, never replaced
         self._base_url = base_url
         self._api_key = api_key
+        protect(api_key.reveal(), api_key=True)
         self._timeout = timeout
         self._max_retries = max_retries
         self._backoff = backoff
         self._limiter = limiter
+        self._max_response_bytes = max_response_bytes
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # One cancel scope per request under way: closing the client ends them all.
+        self._in_flight: set[anyio.CancelScope] = set()
 
     def close(self) -> None:
-        """Refuse every request from now on."""
+        """Refuse every request from now on, and end those under way (``ClientClosedError``)."""
         self._closed = True
+        for scope in self._in_flight:
+            scope.cancel()
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The httpx client requests are sent with now."""
+        return self._http
+
+    def check_loop(self) -> None:
+        """Bind to the running asyncio loop; ``EventLoopError`` outside asyncio or in two at once.
+
+        Connections belong to the event loop that opened them. A client used
+        again after its loop ended (a second ``asyncio.run``) moves to the new
+        loop, with a new connection pool when the pool is its own (the
+        limiter and the poller make their primitives per loop already). A
+        client whose loop is still open is refused from any other: its
+        requests would share connections across loops.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            library = sniffio.current_async_library()
+            raise EventLoopError(
+                f"edges_async runs on asyncio only, not on {library}: "
+                "run it under asyncio (or anyio's asyncio backend)."
+            ) from None
+        if loop is self._loop:
+            return
+        if self._loop is not None:
+            if not self._loop.is_closed():
+                raise EventLoopError(
+                    "This client belongs to another event loop, still open (in another "
+                    "thread?): create one AsyncClient per event loop, inside it."
+                )
+            if self._make_http is not None:
+                # The old pool's connections died with their loop; nothing to close.
+                self._http = self._make_http()
+        self._loop = loop
 
     @property
     def base_url(self) -> httpx.URL:
@@ -126,9 +194,13 @@ class HTTPCore:
         """GET, retried as the rules allow."""
         return await self.request("GET", path_or_url, params=params)
 
-    async def post(self, path: str, body: Any = None) -> httpx.Response:
+    async def post(
+        self, path: str, body: Any = None, *, secrets: tuple[str, ...] = ()
+    ) -> httpx.Response:
         """POST a JSON body; never retried once it may have reached the server."""
-        return await self.request("POST", path, json=body if body is not None else {})
+        return await self.request(
+            "POST", path, json=body if body is not None else {}, secrets=secrets
+        )
 
     async def request(
         self,
@@ -137,12 +209,19 @@ class HTTPCore:
         *,
         params: QueryParams | None = None,
         json: Any = None,
+        secrets: tuple[str, ...] = (),
     ) -> httpx.Response:
-        """Send one logical request, retrying as the rules above allow; return a 2xx response."""
+        """Send one logical request, retrying as the rules above allow; return a 2xx response.
+
+        ``secrets`` are values the body carries that must never show in an
+        error or a log line (a callback's headers). The response's body has
+        been read, at most ``max_response_bytes`` of it once decoded.
+        """
         if self._closed:
-            raise ClientClosedError(
-                "The client is closed: open a new AsyncClient to send requests."
-            )
+            raise ClientClosedError(_CLOSED)
+        self.check_loop()
+        for secret in secrets:
+            protect(secret)
         url = path_or_url if isinstance(path_or_url, httpx.URL) else self.url(path_or_url)
         if not same_origin(url, self._base_url):
             raise ValueError(
@@ -157,46 +236,121 @@ class HTTPCore:
                 API_KEY_HEADER: self._api_key.reveal(),
                 "User-Agent": USER_AGENT,
                 "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,
             },
             timeout=self._timeout,
         )
-        idempotent = method.upper() in _IDEMPOTENT_METHODS
+        with anyio.CancelScope() as scope:
+            self._in_flight.add(scope)
+            try:
+                return await self._send_with_retries(request)
+            finally:
+                self._in_flight.discard(scope)
+        raise ClientClosedError(f"{_CLOSED} (it was closed while this request waited or ran)")
+
+    async def _send_with_retries(self, request: httpx.Request) -> httpx.Response:
+        idempotent = request.method.upper() in _IDEMPOTENT_METHODS
         retry = 0
         while True:
             await self._limiter.acquire(request)
-            try:
-                response = await self._send_following_redirects(request)
-            except httpx.TransportError as exc:
+            if self._closed:
+                raise ClientClosedError(_CLOSED)
+            outcome = await self._attempt(request)
+            if isinstance(outcome, _Failure):
                 self._limiter.feedback(request, None)
-                if retry < self._max_retries and (idempotent or isinstance(exc, _NEVER_SENT)):
-                    await self._wait_before_retry(request, retry, None, type(exc).__name__)
+                if retry < self._max_retries and (idempotent or outcome.never_sent):
+                    await self._wait_before_retry(request, retry, None, outcome.reason)
                     retry += 1
                     continue
-                raise _connection_error(request, exc) from exc
-            self._limiter.feedback(request, response)
-            if response.is_success:
-                return response
+                raise outcome.error
+            self._limiter.feedback(request, outcome)
+            if outcome.is_success:
+                return outcome
             if (
                 retry < self._max_retries
                 and idempotent
-                and (response.status_code in _RETRIED_STATUSES or response.status_code >= 500)
+                and (outcome.status_code in _RETRIED_STATUSES or outcome.status_code >= 500)
             ):
-                await response.aclose()
-                await self._wait_before_retry(request, retry, response, str(response.status_code))
+                await self._wait_before_retry(request, retry, outcome, str(outcome.status_code))
                 retry += 1
                 continue
-            await response.aread()
-            raise _status_error(response)
+            raise _status_error(outcome)
+
+    async def _attempt(self, request: httpx.Request) -> httpx.Response | _Failure:
+        """One attempt: the response, or the failure (built here, raised by the caller).
+
+        The failure is raised outside this ``except`` block so that the raw
+        httpx exception, which holds the live request, is not even its
+        ``__context__``.
+        """
+        try:
+            return await self._send_following_redirects(request)
+        except _HTTPX_ERRORS as exc:
+            failure = _Failure(
+                _connection_error(request, exc),
+                never_sent=isinstance(exc, _NEVER_SENT),
+                reason=type(exc).__name__,
+            )
+        return failure
 
     async def _send_following_redirects(self, request: httpx.Request) -> httpx.Response:
-        for _ in range(_MAX_REDIRECTS):
-            response = await self._http.send(request, follow_redirects=False)
+        redirects = 0
+        while True:
+            response = await self._http.send(request, follow_redirects=False, stream=True)
             next_request = response.next_request
-            if next_request is None or not same_origin(next_request.url, self._base_url):
-                return response
+            if (
+                next_request is None
+                or redirects >= _MAX_REDIRECTS
+                or not same_origin(next_request.url, self._base_url)
+            ):
+                return await self._read(response)
             await response.aclose()
             request = next_request
-        return response
+            redirects += 1
+
+    async def _read(self, response: httpx.Response) -> httpx.Response:
+        """``response`` read in full, as a new response: at most ``max_response_bytes`` decoded.
+
+        The body is decoded chunk by chunk within the cap (``_body.py``), so
+        a gzip bomb is refused before it fills the memory. The copy holds the
+        decoded body (no ``Content-Encoding``) and no ``next_request``.
+        """
+        too_large, problem, content = False, None, b""
+        try:
+            if response.is_stream_consumed:  # an in-memory transport's, decoded already
+                body = BodyDecoder(None, self._max_response_bytes)
+                body.feed(response.content)
+            else:
+                body = BodyDecoder(
+                    response.headers.get("content-encoding"), self._max_response_bytes
+                )
+                async for raw in response.aiter_raw():
+                    body.feed(raw)
+            content = body.finish()
+        except BodyTooLarge:
+            too_large = True
+        except UndecodableBody as exc:
+            problem = str(exc)
+        finally:
+            await response.aclose()
+        if problem is not None:
+            raise httpx.DecodingError(problem, request=response.request)
+        headers = response.headers.copy()
+        headers.pop("content-encoding", None)
+        read = httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=content,
+            request=response.request,
+            extensions=response.extensions,
+        )
+        if too_large:
+            raise invalid_response(
+                read,
+                f"the body exceeds max_response_bytes ({self._max_response_bytes:,} bytes "
+                "once decoded): refused",
+            )
+        return read
 
     async def _wait_before_retry(
         self, request: httpx.Request, retry: int, response: httpx.Response | None, reason: str
@@ -205,7 +359,7 @@ class HTTPCore:
         logger.warning(
             "Retrying %s %s after %s in %.2f s (retry %d of %d)",
             request.method,
-            request.url,
+            safe_request(request).url,
             reason,
             delay,
             retry + 1,
@@ -214,39 +368,48 @@ class HTTPCore:
         await anyio.sleep(delay)
 
 
-def _connection_error(request: httpx.Request, exc: httpx.TransportError) -> APIConnectionError:
-    safe = _redacted(request)
-    detail = str(exc) or type(exc).__name__
+def _connection_error(request: httpx.Request, exc: Exception) -> APIConnectionError:
+    safe = safe_request(request)
+    where = f"{safe.method} {safe.url}"
+    detail = scrub(str(exc) or type(exc).__name__)
     if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"{request.method} {request.url} timed out: {detail}", request=safe)
-    return APIConnectionError(
-        f"{request.method} {request.url} failed: {type(exc).__name__}: {detail}", request=safe
-    )
+        return APITimeoutError(f"{where} timed out: {detail}", request=safe)
+    if isinstance(exc, httpx.DecodingError):
+        return APIConnectionError(
+            f"{where}: the response body could not be decoded: {detail}", request=safe
+        )
+    return APIConnectionError(f"{where} failed: {type(exc).__name__}: {detail}", request=safe)
 
 
 def _status_error(response: httpx.Response) -> APIStatusError:
-    request = response.request
-    response.request = _redacted(request)
-    error_class = status_error_class(response.status_code)
-    head = f"{response.status_code} {response.reason_phrase} from {request.method} {request.url}"
-    if response.is_redirect:
-        target = response.headers.get("location", "?")
+    safe = safe_response(response)
+    request = safe.request
+    error_class = status_error_class(safe.status_code)
+    head = f"{safe.status_code} {safe.reason_phrase} from {request.method} {request.url}"
+    if safe.is_redirect:
+        target = safe.headers.get("location", "?")
         return error_class(
-            f"{head}: redirect to {target!r} not followed (only the base URL's origin is trusted)",
-            response=response,
+            scrub(
+                f"{head}: redirect to {target!r} not followed "
+                "(only the base URL's origin is trusted)"
+            ),
+            response=safe,
             body=None,
         )
     try:
-        body = ErrorBody.model_validate(json.loads(response.content))
+        body = ErrorBody.model_validate(scrub_json(json.loads(safe.content)))
     except (ValueError, TypeError):
         return error_class(
-            f"{head}: the response body is not an Edges error (not JSON): {_snippet(response)!r}",
-            response=response,
+            scrub(
+                f"{head}: the response body is not an Edges error (not JSON): "
+                f"{_snippet(safe.content)!r}"
+            ),
+            response=safe,
             body=None,
         )
     label = f"{body.error_label}: " if body.error_label else ""
     ref = f" (error_ref {body.error_ref})" if body.error_ref else ""
-    return error_class(f"{head}: {label}{body.message or ''}{ref}", response=response, body=body)
+    return error_class(scrub(f"{head}: {label}{body.message or ''}{ref}"), response=safe, body=body)
 
 
 def decode_json(response: httpx.Response) -> Any:
@@ -257,22 +420,27 @@ def decode_json(response: httpx.Response) -> Any:
     """
     try:
         return pydantic_core.from_json(response.content, cache_strings="keys")
-    except ValueError as exc:
-        raise invalid_response(
-            response, f"the body is not valid JSON ({_snippet(response)!r})", exc
-        ) from None
+    except ValueError:
+        pass
+    raise invalid_response(response, f"the body is not valid JSON ({_snippet(response.content)!r})")
 
 
 def invalid_response(
     response: httpx.Response, what: str, exc: Exception | None = None
 ) -> APIResponseValidationError:
-    """An ``APIResponseValidationError`` for a 2xx body that is not what was expected."""
-    request = response.request
-    response.request = _redacted(request)
+    """An ``APIResponseValidationError`` for a body that is not what was expected.
+
+    Its message (``what`` and ``exc`` included) and the response it carries are
+    scrubbed of every secret.
+    """
+    safe = safe_response(response)
+    request = safe.request
     return APIResponseValidationError(
-        f"{response.status_code} from {request.method} {request.url}: {what}"
-        + (f": {exc}" if exc is not None else ""),
-        response=response,
+        scrub(
+            f"{safe.status_code} from {request.method} {request.url}: {what}"
+            + (f": {exc}" if exc is not None else "")
+        ),
+        response=safe,
     )
 
 
@@ -282,7 +450,8 @@ def parse_model(model: type[ModelT], response: httpx.Response) -> ModelT:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise invalid_response(response, f"unexpected {model.__name__} shape", exc) from None
+        error = invalid_response(response, f"unexpected {model.__name__} shape", exc)
+    raise error
 
 
 def parse_models(model: type[ModelT], response: httpx.Response) -> list[ModelT]:
@@ -293,4 +462,5 @@ def parse_models(model: type[ModelT], response: httpx.Response) -> list[ModelT]:
     try:
         return [model.model_validate(item) for item in data]
     except pydantic.ValidationError as exc:
-        raise invalid_response(response, f"unexpected {model.__name__} shape", exc) from None
+        error = invalid_response(response, f"unexpected {model.__name__} shape", exc)
+    raise error

@@ -53,14 +53,16 @@ from ._backoff import Backoff, to_seconds
 from ._callback_models import CallbackEvent
 from ._exceptions import (
     APIConnectionError,
+    APIResponseValidationError,
     APIStatusError,
     BadRequestError,
+    EdgesError,
     InternalServerError,
     NotFoundError,
     RateLimitError,
     WaitTimeoutError,
 )
-from ._http import HTTPCore, decode_json, invalid_response
+from ._http import HTTPCore, decode_json, invalid_response, parse_model
 from ._limiter import RateLimiter, WorkspaceRateLimiter
 from ._memory import remember
 from ._models import TERMINAL_STATUSES, Run
@@ -76,6 +78,7 @@ logger = logging.getLogger("edges_async")
 
 MAX_BATCH: Final = 100  # the runs list endpoint's largest page
 _NEW = -1e9  # the urgency of a run never polled: ahead of every polled one
+_CONFIRM = -2e9  # a run a final callback ended, to fetch in full: ahead of everything
 _AGE_SCALE = 60.0  # seconds over which a run's polling share starts to shrink
 _GAP_PER_AGE = 1 / 1200  # a run is polled again no sooner than this share of its age
 _MAX_REMEMBERED = 100_000  # runs remembered as covered by callbacks, or ended by one
@@ -218,13 +221,13 @@ class RunPoller:
         for uid in uids:
             watch = self._watches.get(uid)
             if watch is None:
-                ended = self._ended.get(uid)
-                if ended is not None:  # a callback said so before anyone waited
-                    subscription.push((DONE, uid, ended))
-                    continue
                 watch = self._watches[uid] = RunWatch(uid, now)
                 watch.covered = uid in self._covered
-                self._enqueue(watch, _NEW + now)
+                if uid in self._ended:  # a callback said it ended before anyone waited
+                    watch.status = self._ended[uid].status
+                    self._confirm(watch)
+                else:
+                    self._enqueue(watch, _NEW + now)
             watch.subscribers.add(subscription)
             watch.followed += wants_changes
             if wants_changes and watch.seen:
@@ -280,7 +283,19 @@ class RunPoller:
                 if subscription.wants_changes:
                     subscription.push((CHANGED, uid, run))
         if event.is_final:
-            self._done(watch, run)
+            self._confirm(watch)
+
+    def _confirm(self, watch: RunWatch) -> None:
+        """Fetch, first of all and past the polling pace, a run a final callback ended.
+
+        A callback carries the run's status, not the run: waiters get the full
+        run, so it is fetched once, with up to 99 other runs in the same list
+        request. Only the limiter paces it, so it costs no more than a request
+        when the budget is idle.
+        """
+        watch.confirming = True
+        self._enqueue(watch, _CONFIRM + watch.since)
+        self._wake.set()
 
     def forget_end(self, uid: str) -> None:
         """Forget that a callback said ``uid`` ended (it was resumed)."""
@@ -388,7 +403,7 @@ class RunPoller:
         except Exception as exc:  # a bug, not an API answer: no waiter may hang on it
             logger.exception("The run poller failed")
             for watch in list(self._watches.values()):
-                self._fail(watch, exc)
+                self._fail(watch, _typed(exc))
 
     async def _work(self) -> None:
         while self._watches:
@@ -403,8 +418,9 @@ class RunPoller:
             self._ripen(now)
             wake_at = max(self._due_at(), self._resume_at)
             if now >= wake_at:
-                self._pacer.interval = self._poll_interval()
-                await self._pacer.wait()
+                if not self._ready[0][2].confirming:
+                    self._pacer.interval = self._poll_interval()
+                    await self._pacer.wait()
                 self._ripen(_now())
                 return self._take_batch()
             if self._postponed:
@@ -416,10 +432,14 @@ class RunPoller:
 
     async def _poll(self, batch: list[RunWatch]) -> None:
         try:
-            if len(batch) == 1:
+            if len(batch) == 1 and not (batch[0].confirming and self._batching):
                 await self._poll_alone(batch[0])
             else:
                 await self._poll_together(batch)
+        except Exception as exc:  # a bug, not an API answer: it ends this batch's waits only
+            logger.exception("Polling %d runs failed unexpectedly", len(batch))
+            for watch in batch:
+                self._fail(watch, _typed(exc))
         finally:
             self._wake.set()  # runs are back in the queue, or the last one ended
 
@@ -462,6 +482,8 @@ class RunPoller:
             if watch is not None:
                 self._observe(watch, item, now, sweep, response, light=False)
         for watch in asked.values():
+            if watch.confirming:
+                self._unconfirmed(watch)  # the list does not show it ended (yet)
             if full:
                 watch.alone = True  # confirm on its own: a 404 says more than silence
                 self._enqueue(watch, _NEW + watch.since)
@@ -508,29 +530,45 @@ class RunPoller:
         status = item.get("status")
         changed = status != watch.status or not watch.seen
         watch.item = item
-        if changed:
+        if changed or watch.confirming:
             try:
                 run = Run.model_validate(item)
             except pydantic.ValidationError as exc:
-                self._fail(watch, invalid_response(response, f"unexpected run {watch.uid}", exc))
+                error = invalid_response(response, f"unexpected run {watch.uid}", exc)
+                self._fail(watch, error)
                 return None
             watch.status = status
-            for subscription in watch.subscribers:
-                if subscription.wants_changes:
-                    subscription.push((CHANGED, watch.uid, run))
+            if changed:
+                for subscription in watch.subscribers:
+                    if subscription.wants_changes:
+                        subscription.push((CHANGED, watch.uid, run))
             if run.is_terminal:
                 if light:
                     return run
                 self._done(watch, run)
                 return None
+            self._unconfirmed(watch)
         self._reschedule(watch, now, sweep)
         return None
 
+    def _unconfirmed(self, watch: RunWatch) -> None:
+        """The API does not show yet the end a final callback told: poll the run as usual."""
+        if watch.confirming:
+            watch.confirming = False
+            watch.covered = False
+
     async def _finish_in_full(self, watch: RunWatch, run: Run) -> None:
-        """Hand over the full run object of a run seen ending through ``/status``."""
+        """Hand over the full run object of a run seen ending through ``/status``.
+
+        A malformed answer fails this run's waiters alone; a failed request
+        leaves them the ``/status`` view.
+        """
         try:
-            full = Run.model_validate(decode_json(await self._core.get(f"/runs/{watch.uid}")))
-        except (pydantic.ValidationError, APIStatusError, APIConnectionError) as exc:
+            full = parse_model(Run, await self._core.get(f"/runs/{watch.uid}"))
+        except APIResponseValidationError as exc:
+            self._fail(watch, exc)
+            return
+        except (APIStatusError, APIConnectionError) as exc:
             logger.debug("Kept the /status view of ended run %s: %s", watch.uid, exc)
         else:
             if full.is_terminal:
@@ -583,3 +621,17 @@ class RunPoller:
 
     def __repr__(self) -> str:
         return f"<RunPoller pending={len(self._watches)} interval={self._pacer.interval:.3f}s>"
+
+
+def _typed(exc: BaseException) -> EdgesError:
+    """An unexpected failure as the ``EdgesError`` waiters get (never an ``ExceptionGroup``)."""
+    leaf = exc
+    # An exception group (anyio's task group raises them; the name is a
+    # builtin only from Python 3.11): its first leaf tells what went wrong.
+    while isinstance(inner := getattr(leaf, "exceptions", None), tuple) and inner:
+        leaf = inner[0]
+    if isinstance(leaf, EdgesError):
+        return leaf
+    error = EdgesError(f"Polling failed unexpectedly: {type(leaf).__name__}: {leaf}")
+    error.__cause__ = leaf
+    return error

@@ -58,6 +58,7 @@ class RunWatch:
 
     __slots__ = (
         "alone",
+        "confirming",
         "covered",
         "due_at",
         "followed",
@@ -82,6 +83,7 @@ class RunWatch:
         self.queued = -1  # the sequence number of its live heap entry, -1 when none
         self.due_at = -math.inf  # loop time before which it is not polled again
         self.covered = False  # its callbacks reach the client: polled as a safety net only
+        self.confirming = False  # a final callback ended it: fetch it in full, first
 
     @property
     def seen(self) -> bool:

@@ -319,8 +319,10 @@ async def test_run_live_refuses_a_next_page_on_another_host(mock_client: ClientF
         return httpx.Response(200, json=[{}], headers={"X-Pagination-Next": next_url})
 
     client = mock_client(handler)
+    live = await client.actions.run_live("a", input={})
+    assert live.results == [{}]  # received and paid for: kept
     with pytest.raises(ea.PaginationError, match=r"evil\.example"):
-        await client.actions.run_live("a", input={})
+        await live.all()
 
 
 @pytest.mark.parametrize(

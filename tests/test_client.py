@@ -209,7 +209,7 @@ async def test_injected_http_client_is_left_open() -> None:
 async def test_own_http_client_is_closed() -> None:
     """The pool the client made itself is closed with it."""
     client = ea.AsyncClient(API_KEY)
-    http = client._http
+    http = client._core.http
     async with client:
         pass
     assert http.is_closed

@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 import edges_async as ea
-from edges_async import _export
-from edges_async._export_lock import ExportInProgressError
+from edges_async import ExportInProgressError, _export
 from edges_async.testing import EdgesSimulator, Fault, NoRateLimit, RunScript, Workspace
 
 from .conftest import API_KEY, RUN_UID

@@ -315,7 +315,7 @@ async def test_leaving_watch_runs_early_stops_polling(
     async for run in watched:
         assert run.uid == uids[0]
         break
-    await watched.aclose()  # type: ignore[attr-defined]
+    await watched.aclose()
     before = len(polls(simulator))
     await anyio.sleep(60)
     assert len(polls(simulator)) == before
@@ -500,3 +500,48 @@ async def test_status_callbacks_need_every_poll_in_full(
     await client.wait_for_runs(uids, on_status_change=lambda run: changes.append(run.status))
     assert not any(name == "status" for request in polls(simulator) for name, _ in request.query)
     assert changes.count(ea.RunStatus.RUNNING) == 3
+
+
+async def test_a_garbled_full_run_fails_that_runs_waiters_alone(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
+) -> None:
+    """A 200 cut short for one run's full GET: its waiter gets a typed error, the other its run."""
+    simulator.faults.add(Fault(path="^/v1/runs$", status=400, times=None))  # runs polled alone
+    garbled, fine = seed(simulator, workspace, ending("SUCCEEDED", 5.0), ending("FAILED", 9.0))
+    simulator.faults.add(Fault(method="GET", path=f"/runs/{garbled}$", malformed=True, times=None))
+    outcomes: dict[str, object] = {}
+
+    async def wait(uid: str) -> None:
+        try:
+            outcomes[uid] = await client.wait_for_run(uid)
+        except Exception as exc:
+            outcomes[uid] = exc
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(wait, garbled)
+        group.start_soon(wait, fine)
+    assert isinstance(outcomes[garbled], ea.APIResponseValidationError)
+    other = outcomes[fine]
+    assert isinstance(other, ea.Run)
+    assert other.status is ea.RunStatus.FAILED
+
+
+async def test_a_bug_in_polling_reaches_waiters_typed_never_as_a_group(
+    client: ea.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unexpected failure inside the poller ends the waits with an EdgesError, not a group."""
+    (uid,) = seed(simulator, workspace, ending("SUCCEEDED", 5.0))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("edges_async._polling.uid_filter_query", broken)
+    monkeypatch.setattr("edges_async._polling.RunPoller._poll_alone", broken)
+    with pytest.raises(ea.EdgesError, match="ZeroDivisionError") as caught:
+        await client.wait_for_runs([uid])
+    with pytest.raises(ea.EdgesError, match="ZeroDivisionError"):
+        async for _ in client.watch_runs([uid]):
+            pass

@@ -275,7 +275,8 @@ class Actions:
         return body, checked
 
     async def _launch(self, path: str, body: dict[str, Any], callback: Callback | None) -> Run:
-        run = parse_model(Run, await self._core.post(path, body))
+        secrets = tuple(callback.headers.values()) if callback and callback.headers else ()
+        run = parse_model(Run, await self._core.post(path, body, secrets=secrets))
         if self._on_launched is not None:
             self._on_launched(run, callback)
         return run
