@@ -10,16 +10,19 @@ header the launch asked Edges to send. So the receiver, in this order:
 4. validates the body as a :class:`CallbackEvent` (400);
 5. answers 200 to a ``callback_ref_uid`` already taken, doing nothing more
    (Edges retries a delivery with the same one);
-6. answers 503 with ``Retry-After`` when the partial results buffer is full,
-   so Edges delivers it again later rather than it being dropped;
+6. answers 503 with ``Retry-After`` when the buffer of callbacks waiting for
+   readers is full (``max_buffered_bytes`` of bodies, ``max_buffered_results``
+   results), so Edges delivers it again later rather than it being dropped; a
+   final callback without results is always taken, since it ends waits;
 7. hands the event over and answers 200: a client's waits for the run end at
-   once on a final callback, and the run's partial results join its stream.
+   once on a final callback, and the event joins the run's stream.
 
 Nothing in between awaits the network: the answer is fast.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -43,7 +46,12 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_SECRET_HEADER", "CallbackReceiver"]
 
 DEFAULT_SECRET_HEADER = "X-Edges-Callback-Secret"
-_MAX_SEEN = 1_000_000  # callback_ref_uids remembered for de-duplication
+# De-duplication keeps a 16-byte BLAKE2b digest of each callback_ref_uid taken,
+# not the uid itself (up to 200 characters): ~100 bytes an entry with the dict,
+# so 200,000 of them are ~20 MB whatever the uids' length. The window only has
+# to outlast Edges' redelivery of a callback whose 200 got lost (seconds to
+# minutes): 200,000 callbacks is over 3,000 a second for a minute.
+_MAX_SEEN = 200_000
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -87,6 +95,13 @@ class CallbackReceiver:
         max_body_bytes: Bodies over this size are refused with 413.
         max_buffered_results: Partial results held for readers of
             :meth:`results` over every run; past it, callbacks get 503.
+        max_buffered_bytes: The bytes of callback bodies held for readers of
+            :meth:`events` over every run (each event counts the size of the
+            body it arrived in; parsed, it takes a few times that); past it,
+            callbacks get 503. A final callback without results is still
+            taken, keeping only its ``callback_ref_uid``, run uid and status.
+            Keep it above ``max_body_bytes``: a partial whose body alone
+            exceeds it is refused every time.
     """
 
     __slots__ = ("_client", "_header", "_max_body", "_secret", "_seen", "_streams", "header")
@@ -99,6 +114,7 @@ class CallbackReceiver:
         header: str = DEFAULT_SECRET_HEADER,
         max_body_bytes: int = 2 * 1024 * 1024,
         max_buffered_results: int = 100_000,
+        max_buffered_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         if not isinstance(secret, str) or len(secret) < 16 or not secret.isprintable():
             raise ValueError("secret must be a printable string of at least 16 characters")
@@ -107,6 +123,7 @@ class CallbackReceiver:
         for name, value in (
             ("max_body_bytes", max_body_bytes),
             ("max_buffered_results", max_buffered_results),
+            ("max_buffered_bytes", max_buffered_bytes),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -116,8 +133,8 @@ class CallbackReceiver:
         self._header = header.lower().encode("latin-1")
         self._secret = secret.encode()
         self._max_body = max_body_bytes
-        self._seen: dict[str, None] = {}
-        self._streams = RunStreams(max_buffered_results)
+        self._seen: dict[bytes, None] = {}
+        self._streams = RunStreams(max_buffered_results, max_buffered_bytes)
 
     # -- for launching -----------------------------------------------------------
 
@@ -143,11 +160,26 @@ class CallbackReceiver:
     # -- for reading ---------------------------------------------------------------
 
     async def events(self, run_uid: str | uuid.UUID) -> AsyncIterator[CallbackEvent]:
-        """Each callback of the run, in arrival order, ending after its final one.
+        """Each callback of the run not read yet, in arrival order, ending after its final one.
 
         Events that arrived before the call are buffered for it; one reader per
-        run at a time. Wrap it in ``anyio.fail_after`` to bound the wait: a
-        callback Edges never delivers would otherwise be awaited forever.
+        run at a time, and each event is yielded once, to one reader. Partials
+        can arrive after the final callback (Edges redelivers later one it got
+        a 503 for):
+
+        - one that arrives before the final was yielded is yielded before it:
+          the final callback is always the last event;
+        - one that arrives after the final was yielded is kept for the run, and
+          the next call yields it, then ends as the run is known finished;
+        - a call for a run whose final was yielded already, with nothing new,
+          ends at once (for the last 50,000 runs whose stream ended).
+
+        A final callback taken while the buffer was full (see
+        ``max_buffered_bytes``) comes with its ``callback_ref_uid``, run uid and
+        status only.
+
+        Wrap it in ``anyio.fail_after`` to bound the wait: a callback Edges
+        never delivers would otherwise be awaited forever.
         """
         async for event in self._streams.read(check_run_uid(run_uid)):
             yield event
@@ -155,7 +187,11 @@ class CallbackReceiver:
     async def results(self, run_uid: str | uuid.UUID) -> AsyncIterator[Any]:
         """Each partial result of an ``on: "all"`` run as it arrives; ends with the run.
 
-        Compare the count with the run's ``output_count`` to check that nothing
+        The results of the events :meth:`events` yields, in the same order, so
+        the same rules hold: it ends after the final callback's results, and
+        results arriving after that (a redelivered partial) are yielded by the
+        next call for the run, which ends once it has yielded them. Compare
+        the total count with the run's ``output_count`` to check that nothing
         is missing (API.md: the completeness check).
         """
         async for event in self.events(run_uid):
@@ -206,14 +242,14 @@ class CallbackReceiver:
             event = CallbackEvent.model_validate_json(body)
         except (pydantic.ValidationError, ValueError) as exc:
             raise _Refused(400, f"Not an Edges callback body: {_first_error(exc)}") from None
-        if event.callback_ref_uid in self._seen:
+        ref = hashlib.blake2b(event.callback_ref_uid.encode(), digest_size=16).digest()
+        if ref in self._seen:
             return None
-        if not self._streams.has_room(event):
-            raise _Refused(503, "Partial results buffer full", ((b"retry-after", b"30"),))
-        self._streams.add(event)
+        if not self._streams.add(event, body):
+            raise _Refused(503, "Callback buffer full", ((b"retry-after", b"30"),))
         if self._client is not None:
             self._client._take_callback(event)
-        remember(self._seen, event.callback_ref_uid, None, limit=_MAX_SEEN)
+        remember(self._seen, ref, None, limit=_MAX_SEEN)
         return event
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -232,7 +268,10 @@ class CallbackReceiver:
                 return b"".join(chunks)
 
     def __repr__(self) -> str:
-        return f"<CallbackReceiver header={self.header!r}>"
+        return (
+            f"<CallbackReceiver header={self.header!r}"
+            f" buffered_bytes={self._streams.buffered_bytes}>"
+        )
 
 
 def _first_error(exc: Exception) -> str:

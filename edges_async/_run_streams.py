@@ -1,93 +1,233 @@
 """Per-run buffers of callback events, for ``CallbackReceiver.events`` / ``.results``.
 
 Events arriving before anyone reads them are buffered, so launching a run and
-then starting to read its stream never loses the first partial results. The
-buffer holds at most ``max_buffered_results`` results over every run: past
-that, :meth:`RunStreams.has_room` says no and the receiver answers 503, so
-Edges delivers the callback again later instead of it being dropped here.
+then starting to read its stream never loses the first partial results.
+
+Order. A run's stream ends at its final event. Edges redelivers a partial it
+got a 503 for later, possibly after the final one, so a partial may arrive
+late: one that comes while the final is still waiting to be read goes before
+it (the final stays last); one that comes after a reader took the final waits
+for the next reader of the run, whose stream then ends once it is drained
+(the run is known finished). A run whose final was read is remembered, so a
+later reader ends at once instead of waiting for a callback that will never
+come. Nothing taken is dropped: every event is read exactly once.
+
+Memory. Events are kept as the bodies they arrived in (parsed again when
+read: a parsed event takes several times its body's size), and the buffer
+holds at most ``max_buffered_bytes`` of them and ``max_buffered_results``
+results over every run. Past either, :meth:`RunStreams.add` refuses the event
+and the receiver answers 503, so Edges delivers it again later instead of it
+being dropped here. A final event without results is never refused, since it
+ends waits. The final of a run with nothing else buffered (all of them, when
+callbacks are ``on: "final"`` and nobody reads the streams) keeps its whole
+body while such finals take at most an eighth of ``max_buffered_bytes``, so
+they never crowd out partial results; past that, and for a final arriving
+when the buffer is full, only its ``callback_ref_uid``, run uid and status
+are kept. The ends of the last ``_MAX_ENDED`` runs are remembered.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import json
 from collections.abc import AsyncIterator
-from typing import final
+from typing import Final, final
 
 from ._callback_models import CallbackEvent
-from ._memory import remember
 
 __all__ = ["RunStreams"]
 
-_MAX_FINISHED = 100_000  # final events kept for streams opened after their run ended
+# Runs with nothing else buffered whose stream ended, or whose final callback
+# nobody read yet: each costs its uid (~125 bytes with the dict entry) plus, for
+# a final not read yet, its slim body (~150 bytes, ~330 with a 200-character
+# callback_ref_uid) or its whole one (within the finals' share of the bound).
+# 50,000 runs thus take at most ~23 MB besides that share, and cover the ends
+# of far more runs than a process reads the streams of at once.
+_MAX_ENDED = 50_000
+_FINALS_SHARE = 8  # whole bodies of unread finals take at most 1/8 of the bound
+_COMPACT_AFTER = 1024  # read bodies at the head of a run's list before it is compacted
+_NOTHING: Final = object()
 
 
 @final
-class _Stream:
-    __slots__ = ("arrived", "ended", "events", "reading")
+class _Run:
+    """One run's unread bodies (``pending[head:]``, in reading order) and its reader."""
+
+    __slots__ = ("arrived", "final_last", "finished", "head", "pending", "reading")
 
     def __init__(self) -> None:
-        self.events: deque[CallbackEvent] = deque()
-        self.arrived = asyncio.Event()
-        self.ended = False
+        self.pending: list[bytes] = []
+        self.head = 0
+        self.final_last = False  # whether pending ends with an unread final event
+        self.finished = False  # whether a final event came (read or not)
         self.reading = False
+        self.arrived: asyncio.Event | None = None  # made by a reader that has to wait
+
+    @property
+    def unread(self) -> int:
+        return len(self.pending) - self.head
 
 
 @final
 class RunStreams:
     """The callback events of each run, in arrival order, until its final one."""
 
-    __slots__ = ("_buffered", "_finished", "_max_buffered", "_streams")
+    __slots__ = (
+        "_buffered_bytes",
+        "_buffered_results",
+        "_ended",
+        "_ended_bytes",
+        "_max_bytes",
+        "_max_results",
+        "_runs",
+    )
 
-    def __init__(self, max_buffered_results: int) -> None:
-        self._max_buffered = max_buffered_results
-        self._buffered = 0
-        self._streams: dict[str, _Stream] = {}
-        self._finished: dict[str, CallbackEvent] = {}
+    def __init__(self, max_buffered_results: int, max_buffered_bytes: int) -> None:
+        self._max_results = max_buffered_results
+        self._max_bytes = max_buffered_bytes
+        self._buffered_results = 0
+        self._buffered_bytes = 0  # of the bodies in _runs
+        self._runs: dict[str, _Run] = {}
+        # A run not in _runs whose stream ended: None once its final was read,
+        # else the body of its unread final and the bytes it counts (0 if slim).
+        self._ended: dict[str, tuple[bytes, int] | None] = {}
+        self._ended_bytes = 0  # of the whole bodies in _ended
 
-    def has_room(self, event: CallbackEvent) -> bool:
-        """Whether ``event``'s results fit in the buffer (a final event always fits)."""
-        count = len(event.results or ())
-        return count == 0 or self._buffered + count <= self._max_buffered
+    @property
+    def buffered_bytes(self) -> int:
+        """The bytes of the callback bodies waiting for a reader, slim finals aside."""
+        return self._buffered_bytes + self._ended_bytes
 
-    def add(self, event: CallbackEvent) -> None:
-        """Buffer ``event`` for its run's reader (present or future)."""
+    def add(self, event: CallbackEvent, body: bytes) -> bool:
+        """Buffer ``event`` (which arrived as ``body``) for its run's reader; ``False`` if full.
+
+        A final event without results is always taken.
+        """
         uid = event.run_uid
-        stream = self._streams.get(uid)
-        if stream is None:
-            if event.is_final and not event.results:
-                # Nothing buffered and nobody reading: remember the end only.
-                remember(self._finished, uid, event, limit=_MAX_FINISHED)
-                return
-            stream = self._streams[uid] = _Stream()
-        if stream.ended:
-            return  # a late partial after the final one: the run's stream is closed
-        stream.events.append(event)
-        self._buffered += len(event.results or ())
-        stream.ended = event.is_final
-        stream.arrived.set()
+        results = len(event.results or ())
+        fits = (
+            self.buffered_bytes + len(body) <= self._max_bytes
+            and self._buffered_results + results <= self._max_results
+        )
+        if (
+            event.is_final
+            and not results
+            and uid not in self._runs
+            and not isinstance(self._ended.get(uid), tuple)
+        ):
+            whole = fits and self._ended_bytes + len(body) <= self._max_bytes // _FINALS_SHARE
+            self._end(uid, (body, len(body)) if whole else (_slim(event), 0))
+            return True
+        if not fits:
+            if results or not event.is_final:
+                return False
+            # A final for a run with buffered events: it goes past the bound, by a
+            # few hundred bytes, as Edges sends a run one final (one more per resume).
+            body = _slim(event)
+        run = self._run(uid)
+        self._push(run, body, results, final=event.is_final)
+        if run.arrived is not None:
+            run.arrived.set()
+        return True
 
     async def read(self, uid: str) -> AsyncIterator[CallbackEvent]:
-        """Yield ``uid``'s events as they arrive; end after its final one."""
-        finished = self._finished.pop(uid, None)
-        if finished is not None and uid not in self._streams:
-            yield finished
-            return
-        stream = self._streams.setdefault(uid, _Stream())
-        if stream.reading:
+        """Yield ``uid``'s unread events as they arrive; end after its final one.
+
+        A run whose final event was read already: yield what came since, then end.
+        """
+        run = self._run(uid)
+        if run.reading:
             raise RuntimeError(f"run {uid}'s callback events are already being read")
-        stream.reading = True
+        run.reading = True
         try:
             while True:
-                while not stream.events:
-                    stream.arrived.clear()
-                    await stream.arrived.wait()
-                event = stream.events.popleft()
-                self._buffered -= len(event.results or ())
-                yield event
-                if event.is_final:
+                if run.unread:
+                    event = self._pop(run)
+                    yield event
+                    if event.is_final:
+                        return
+                elif run.finished:
                     return
+                else:
+                    if run.arrived is None:
+                        run.arrived = asyncio.Event()
+                    run.arrived.clear()
+                    await run.arrived.wait()
         finally:
-            stream.reading = False
-            if stream.ended and not stream.events:
-                del self._streams[uid]
+            run.reading = False
+            if not run.unread:
+                del self._runs[uid]
+                if run.finished:
+                    self._end(uid, None)
+
+    def _run(self, uid: str) -> _Run:
+        """``uid``'s buffer, made (with what is remembered of its end) if it has none."""
+        run = self._runs.get(uid)
+        if run is None:
+            run = self._runs[uid] = _Run()
+            ended = self._ended.pop(uid, _NOTHING)
+            if isinstance(ended, tuple):
+                body, counted = ended
+                self._ended_bytes -= counted
+                self._push(run, body, 0, final=True)
+            elif ended is None:
+                run.finished = True
+        return run
+
+    def _end(self, uid: str, final: tuple[bytes, int] | None) -> None:
+        """Remember that ``uid``'s stream ended, with its unread ``final`` if any."""
+        previous = self._ended.pop(uid, None)  # (None: callers keep unread finals)
+        if previous is not None:
+            self._ended_bytes -= previous[1]
+        self._ended[uid] = final
+        if final is not None:
+            self._ended_bytes += final[1]
+        if len(self._ended) > _MAX_ENDED:
+            oldest = self._ended.pop(next(iter(self._ended)))
+            if oldest is not None:
+                self._ended_bytes -= oldest[1]
+
+    def _push(self, run: _Run, body: bytes, results: int, *, final: bool) -> None:
+        if run.final_last and not final:
+            run.pending.insert(len(run.pending) - 1, body)  # a late partial: the final stays last
+        else:
+            run.pending.append(body)
+            run.final_last = final
+        run.finished = run.finished or final
+        self._buffered_bytes += len(body)
+        self._buffered_results += results
+
+    def _pop(self, run: _Run) -> CallbackEvent:
+        body = run.pending[run.head]
+        run.pending[run.head] = b""  # the buffer no longer holds it
+        run.head += 1
+        if run.head == len(run.pending):
+            run.pending.clear()
+            run.head = 0
+            run.final_last = False
+        elif run.head >= _COMPACT_AFTER and 2 * run.head >= len(run.pending):
+            del run.pending[: run.head]
+            run.head = 0
+        event = CallbackEvent.model_validate_json(body)
+        self._buffered_bytes -= len(body)
+        self._buffered_results -= len(event.results or ())
+        return event
+
+    def __repr__(self) -> str:
+        return (
+            f"<RunStreams runs={len(self._runs)} ended={len(self._ended)}"
+            f" bytes={self.buffered_bytes}/{self._max_bytes}"
+            f" results={self._buffered_results}/{self._max_results}>"
+        )
+
+
+def _slim(event: CallbackEvent) -> bytes:
+    """The least of a final event that still ends its run's stream, as a body."""
+    status = event.run.status
+    return json.dumps(
+        {
+            "callback_ref_uid": event.callback_ref_uid,
+            "run": {"run_uid": event.run_uid, "status": getattr(status, "value", status)},
+        },
+        separators=(",", ":"),
+    ).encode()

@@ -311,6 +311,84 @@ async def test_a_full_results_buffer_answers_503_so_edges_retries(client: ea.Asy
         assert [item async for item in stream] == [{"n": 2}, {"n": 3}]
 
 
+async def test_a_late_partial_after_an_unread_final_is_read_before_it(
+    receiver: CallbackReceiver, edges: httpx.AsyncClient
+) -> None:
+    """A partial redelivered after a final nobody read yet comes first, and the stream ends."""
+    uid = "7" * 8 + "-7777-4777-8777-" + "7" * 12
+    await edges.post("", json=callback_body(uid, "SUCCEEDED"))
+    late = await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 1}]))
+    assert late.status_code == 200
+    with anyio.fail_after(60):
+        events = [event async for event in receiver.events(uid)]
+    assert [(event.is_final, event.results) for event in events] == [
+        (False, [{"n": 1}]),
+        (True, None),
+    ]
+
+
+async def test_a_late_partial_behind_buffered_ones_is_not_dropped(
+    receiver: CallbackReceiver, edges: httpx.AsyncClient
+) -> None:
+    """Partial, final, then a late partial, all before reading: every result is read."""
+    uid = "7" * 8 + "-7777-4777-8777-" + "7" * 11 + "8"
+    await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 0}]))
+    await edges.post("", json=callback_body(uid, "PARTIAL_SUCCEEDED", results=[{"n": 1}]))
+    await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 2}]))
+    with anyio.fail_after(60):
+        events = [event async for event in receiver.events(uid)]
+    assert [event.results for event in events] == [[{"n": 0}], [{"n": 2}], [{"n": 1}]]
+    assert [event.is_final for event in events] == [False, False, True]
+
+
+async def test_a_late_partial_while_the_final_is_being_read_waits_for_the_next_reader(
+    receiver: CallbackReceiver, edges: httpx.AsyncClient
+) -> None:
+    """A partial arriving once a reader holds the final goes to the next reader, which ends."""
+    uid = "7" * 8 + "-7777-4777-8777-" + "7" * 11 + "9"
+    await edges.post("", json=callback_body(uid, "SUCCEEDED", results=[{"n": 0}]))
+    stream = receiver.events(uid)
+    assert (await anext(stream)).is_final
+    await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 1}]))
+    assert [event async for event in stream] == []  # it ended with the final
+    with anyio.fail_after(60):
+        assert [result async for result in receiver.results(uid)] == [{"n": 1}]
+
+
+async def test_a_late_partial_after_the_final_was_read_goes_to_the_next_reader(
+    receiver: CallbackReceiver, edges: httpx.AsyncClient
+) -> None:
+    """Read to the end, then a redelivered partial: the next call yields it and ends."""
+    uid = "8" * 8 + "-8888-4888-8888-" + "8" * 12
+    await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 0}]))
+    await edges.post("", json=callback_body(uid, "SUCCEEDED"))
+    assert [result async for result in receiver.results(uid)] == [{"n": 0}]
+    late = await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 1}]))
+    assert (late.status_code, late.json()["duplicate"]) == (200, False)
+    with anyio.fail_after(60):
+        assert [result async for result in receiver.results(uid)] == [{"n": 1}]
+        assert [result async for result in receiver.results(uid)] == []
+
+
+async def test_reading_a_run_whose_final_was_read_ends_at_once(
+    receiver: CallbackReceiver, edges: httpx.AsyncClient
+) -> None:
+    """A second reader of a finished run gets nothing and does not wait."""
+    uid = "8" * 8 + "-8888-4888-8888-" + "8" * 11 + "9"
+    await edges.post("", json=callback_body(uid, "FAILED"))
+    assert [event.is_final async for event in receiver.events(uid)] == [True]
+    with anyio.fail_after(60):
+        assert [event async for event in receiver.events(uid)] == []
+    assert anyio.current_time() < 1.0
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "64"])
+def test_the_buffer_bound_in_bytes_is_checked(value: object) -> None:
+    """``max_buffered_bytes`` must be an integer >= 1, like the other limits."""
+    with pytest.raises(ValueError, match="max_buffered_bytes"):
+        CallbackReceiver(secret=SECRET, max_buffered_bytes=value)  # type: ignore[arg-type]
+
+
 # -- FastAPI ------------------------------------------------------------------------------
 
 
