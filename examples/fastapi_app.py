@@ -15,8 +15,9 @@ The pattern:
 
 Run it with ``uvicorn examples.fastapi_app:app`` behind HTTPS, with
 ``EDGES_API_KEY``, ``EDGES_PLAN``, ``EDGES_CALLBACK_SECRET`` (16+ characters)
-and ``PUBLIC_URL`` (the HTTPS origin Edges can reach this app at) set.
-``tests/test_fastapi_example.py`` serves it with uvicorn over TLS on a
+and ``PUBLIC_URL`` (the HTTPS origin Edges can reach this app at) set; one
+missing or wrong stops it at startup with a one-line ``ConfigurationError``
+naming it. ``tests/test_fastapi_example.py`` serves it with uvicorn over TLS on a
 loopback port, against the simulator posting real callbacks.
 """
 
@@ -27,9 +28,10 @@ import os
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 import edges_async as ea
 from edges_async.callbacks import CallbackReceiver
@@ -61,16 +63,89 @@ EdgesClient = Annotated[ea.AsyncClient, Depends(get_client)]
 Receiver = Annotated[CallbackReceiver, Depends(get_receiver)]
 
 
+def callback_url_under(public_url: str | None) -> str:
+    """The receiver's URL under ``PUBLIC_URL``, checked now as a launch would check it.
+
+    A wrong ``PUBLIC_URL`` would otherwise show only at the first launch, as a
+    422 to the caller.
+    """
+    wanted = "the https:// origin Edges can reach this app at"
+    if public_url is None or not public_url.strip():
+        raise ea.ConfigurationError(
+            f"PUBLIC_URL is not set: it must be {wanted}, e.g. https://app.example.com."
+        )
+    public_url = public_url.strip()
+    try:
+        url: httpx.URL | None = httpx.URL(public_url)
+    except httpx.InvalidURL:
+        url = None
+    if url is None or url.scheme != "https" or not url.host or url.query or url.fragment:
+        raise ea.ConfigurationError(f"PUBLIC_URL must be {wanted}, got {public_url!r}.")
+    try:
+        # The SDK's own check of callback URLs, the one every launch runs.
+        return ea.Callback(url=public_url.rstrip("/") + CALLBACK_PATH).url
+    except ValidationError as exc:
+        reasons = "; ".join(
+            str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
+        )
+        raise ea.ConfigurationError(
+            f"PUBLIC_URL must be {wanted}, got {public_url!r}: {reasons}."
+        ) from None
+
+
+def callback_secret(secret: str | None) -> str:
+    """``EDGES_CALLBACK_SECRET``, checked; no error shows it."""
+    make_one = "e.g. from python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if not secret:
+        raise ea.ConfigurationError(
+            "EDGES_CALLBACK_SECRET is not set: it must be a random string of 16+ printable "
+            f"characters, {make_one}."
+        )
+    if not secret.isprintable():
+        raise ea.ConfigurationError(
+            "EDGES_CALLBACK_SECRET must be 16+ printable characters, but it holds a line "
+            f"break or another unprintable one: use a random string, {make_one}."
+        )
+    if len(secret) < 16:
+        raise ea.ConfigurationError(
+            f"EDGES_CALLBACK_SECRET must be 16+ printable characters, got {len(secret)}: "
+            f"use a random string, {make_one}."
+        )
+    return secret
+
+
 def create_app(
     *,
     client: ea.AsyncClient | None = None,
     public_url: str | None = None,
     secret: str | None = None,
 ) -> FastAPI:
-    """The app; ``client`` defaults to one configured from ``EDGES_*`` variables."""
-    edges = client if client is not None else ea.AsyncClient()
-    public_url = (public_url or os.environ["PUBLIC_URL"]).rstrip("/")
-    receiver = CallbackReceiver(edges, secret=secret or os.environ["EDGES_CALLBACK_SECRET"])
+    """The app; each argument left out comes from the environment.
+
+    ``public_url`` defaults to ``PUBLIC_URL``, ``secret`` to
+    ``EDGES_CALLBACK_SECRET``, and ``client`` to an ``AsyncClient`` configured
+    from ``EDGES_API_KEY``, ``EDGES_PLAN`` and ``EDGES_BASE_URL``.
+
+    Raises:
+        ea.ConfigurationError: A setting is missing or wrong; its one-line
+            message names every such setting and what it must be.
+    """
+    problems: list[str] = []
+    try:
+        callback_url = callback_url_under(public_url or os.environ.get("PUBLIC_URL"))
+    except ea.ConfigurationError as exc:
+        problems.append(str(exc))
+    try:
+        checked_secret = callback_secret(secret or os.environ.get("EDGES_CALLBACK_SECRET"))
+    except ea.ConfigurationError as exc:
+        problems.append(str(exc))
+    try:
+        edges = client if client is not None else ea.AsyncClient()
+    except ea.ConfigurationError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ea.ConfigurationError(" ".join(problems))
+    receiver = CallbackReceiver(edges, secret=checked_secret)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,7 +155,7 @@ def create_app(
     app = FastAPI(lifespan=lifespan)
     app.state.edges = edges
     app.state.receiver = receiver
-    app.state.callback_url = public_url + CALLBACK_PATH
+    app.state.callback_url = callback_url
     app.include_router(receiver.router(CALLBACK_PATH))
 
     @app.post("/runs", status_code=201)

@@ -1,9 +1,12 @@
-"""examples/fastapi_app.py end to end, over real loopback sockets and real time.
+"""examples/fastapi_app.py: its startup checks, and end to end over real loopback sockets.
 
-The simulator is served by uvicorn on one port (plain HTTP: the client accepts
-it for loopback), the example app by uvicorn on another over TLS (a trustme
-certificate authority, trusted by the simulator's callback sender), so the
-callback URL is a real ``https://`` one, as Edges requires.
+End to end, the simulator is served by uvicorn on one port (plain HTTP: the
+client accepts it for loopback), the example app by uvicorn on another over
+TLS (a trustme certificate authority, trusted by the simulator's callback
+sender), so the callback URL is a real ``https://`` one, as Edges requires. A
+callback URL may not name a loopback host, so it names ``PUBLIC_HOST``, which
+the sender alone maps to 127.0.0.1, as DNS would, checking the certificate
+against the name.
 """
 
 from __future__ import annotations
@@ -31,12 +34,153 @@ pytestmark = pytest.mark.looptime(False)
 
 API_KEY = "sk-fastapi-example"
 SECRET = "example-secret-0123456789"
+PUBLIC_HOST = "app.example.com"
+VALID_ENV = {
+    "PUBLIC_URL": f"https://{PUBLIC_HOST}",
+    "EDGES_CALLBACK_SECRET": SECRET,
+    "EDGES_API_KEY": API_KEY,
+}
+MAKE_A_SECRET = "e.g. from python -c 'import secrets; print(secrets.token_urlsafe(32))'."
+
+
+# -- startup checks ------------------------------------------------------------
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, changes: dict[str, str | None]) -> None:
+    """A valid environment for ``create_app()``, with ``changes`` (``None`` unsets)."""
+    for name in ("EDGES_PLAN", "EDGES_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**VALID_ENV, **changes}.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
+def startup_error(monkeypatch: pytest.MonkeyPatch, changes: dict[str, str | None]) -> str:
+    """The error ``create_app()`` raises in a valid environment with ``changes``; one line."""
+    set_env(monkeypatch, changes)
+    with pytest.raises(ea.ConfigurationError) as caught:
+        fastapi_app.create_app()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_every_unset_variable_is_named_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing set, one line says what each of the three variables must be."""
+    message = startup_error(
+        monkeypatch, {"PUBLIC_URL": None, "EDGES_CALLBACK_SECRET": None, "EDGES_API_KEY": None}
+    )
+    assert message == (
+        "PUBLIC_URL is not set: it must be the https:// origin Edges can reach this app at, "
+        "e.g. https://app.example.com. "
+        "EDGES_CALLBACK_SECRET is not set: it must be a random string of 16+ printable "
+        f"characters, {MAKE_A_SECRET} "
+        "No API key: pass api_key=... or set the EDGES_API_KEY environment variable."
+    )
+
+
+def test_unset_public_url_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unset (or blank) PUBLIC_URL is a ConfigurationError naming it, not a KeyError."""
+    for unset in (None, "  "):
+        message = startup_error(monkeypatch, {"PUBLIC_URL": unset})
+        assert message.startswith("PUBLIC_URL is not set: it must be the https:// origin")
+
+
+@pytest.mark.parametrize(
+    "public_url",
+    [
+        "http://app.example.com",
+        "app.example.com",
+        "https://",
+        "https://app.example.com/?env=prod",
+        "https://app.example.com/#edges",
+        "https://app.example.com:443x",
+    ],
+)
+def test_a_public_url_that_is_no_https_origin_is_refused_at_startup(
+    monkeypatch: pytest.MonkeyPatch, public_url: str
+) -> None:
+    """A PUBLIC_URL no callback can be sent to fails at startup, not as a 422 at launch."""
+    message = startup_error(monkeypatch, {"PUBLIC_URL": public_url})
+    assert message == (
+        f"PUBLIC_URL must be the https:// origin Edges can reach this app at, got {public_url!r}."
+    )
+
+
+def test_a_public_url_the_callback_check_refuses_gives_its_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An https:// PUBLIC_URL ``ea.Callback`` refuses (a loopback host) fails with its reason."""
+    message = startup_error(monkeypatch, {"PUBLIC_URL": "https://127.0.0.1:8443"})
+    assert message.startswith(
+        "PUBLIC_URL must be the https:// origin Edges can reach this app at, "
+        "got 'https://127.0.0.1:8443': callback URL"
+    )
+    assert "loopback" in message
+
+
+def test_a_short_secret_is_refused_without_showing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret under 16 characters fails at startup with its length, never its value."""
+    message = startup_error(monkeypatch, {"EDGES_CALLBACK_SECRET": "hunter2-secret"})
+    assert message == (
+        "EDGES_CALLBACK_SECRET must be 16+ printable characters, got 14: "
+        f"use a random string, {MAKE_A_SECRET}"
+    )
+
+
+def test_a_secret_with_a_line_break_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret read from a file with its trailing newline fails at startup, saying so."""
+    message = startup_error(monkeypatch, {"EDGES_CALLBACK_SECRET": SECRET + "\n"})
+    assert message.startswith(
+        "EDGES_CALLBACK_SECRET must be 16+ printable characters, but it holds a line break"
+    )
+    assert SECRET not in message
+
+
+def test_an_unset_api_key_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without EDGES_API_KEY the client's ConfigurationError says which variable to set."""
+    message = startup_error(monkeypatch, {"EDGES_API_KEY": None})
+    assert message == (
+        "No API key: pass api_key=... or set the EDGES_API_KEY environment variable."
+    )
+
+
+def test_a_valid_environment_builds_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Everything set right: the app is built, its callback URL under PUBLIC_URL."""
+    set_env(monkeypatch, {"PUBLIC_URL": f" https://{PUBLIC_HOST}/ "})
+    app = fastapi_app.create_app()
+    assert app.state.callback_url == f"https://{PUBLIC_HOST}{fastapi_app.CALLBACK_PATH}"
+    assert isinstance(app.state.edges, ea.AsyncClient)
+
+
+# -- end to end ----------------------------------------------------------------
+
+
+class ResolvingTransport(httpx.AsyncBaseTransport):
+    """Sends requests for ``host`` to 127.0.0.1, as DNS would; TLS still checks ``host``."""
+
+    def __init__(self, host: str, verify: ssl.SSLContext) -> None:
+        self._host = host
+        self._inner = httpx.AsyncHTTPTransport(verify=verify)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Connect to 127.0.0.1 for ``host``, keeping its Host header and TLS server name."""
+        if request.url.host == self._host:
+            request.url = request.url.copy_with(host="127.0.0.1")
+            request.extensions = {**request.extensions, "sni_hostname": self._host}
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._inner.aclose()
 
 
 @contextlib.asynccontextmanager
 async def serve_tls(app: Any, ca: trustme.CA) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn over TLS on a free loopback port; yield its origin."""
-    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert = ca.issue_cert("127.0.0.1", "localhost", PUBLIC_HOST)
     with cert.private_key_and_cert_chain_pem.tempfile() as pem:
         async with serve_origin(app, certfile=pem) as origin:
             yield origin
@@ -57,15 +201,19 @@ async def test_launch_then_wait_returns_on_the_callback() -> None:
     ca = trustme.CA()
     async with simulator.serve() as base_url:
         client = ea.AsyncClient(API_KEY, plan="titanium", base_url=base_url)
-        app = fastapi_app.create_app(client=client, public_url="https://x.invalid", secret=SECRET)
+        app = fastapi_app.create_app(
+            client=client, public_url=f"https://{PUBLIC_HOST}", secret=SECRET
+        )
         async with (
             serve_tls(app, ca) as origin,
             # Closed before the app's server stops: no keep-alive connection holds it up.
-            httpx.AsyncClient(verify=trusting(ca)) as sender,
+            httpx.AsyncClient(transport=ResolvingTransport(PUBLIC_HOST, trusting(ca))) as sender,
             simulator.deliver_callbacks(http_client=sender),
             httpx.AsyncClient(base_url=origin, verify=trusting(ca)) as http,
         ):
-            app.state.callback_url = origin + fastapi_app.CALLBACK_PATH
+            # The port is known only now: the public name, on the app's loopback port.
+            port = httpx.URL(origin).port
+            app.state.callback_url = f"https://{PUBLIC_HOST}:{port}{fastapi_app.CALLBACK_PATH}"
             launched = await http.post(
                 "/runs", json={"action": "linkedin-extract-people", "inputs": [{"q": 1}]}
             )
