@@ -17,7 +17,7 @@ import httpx
 from ._backoff import Backoff
 from ._callback_models import CallbackEvent
 from ._config import resolve_api_key, resolve_base_url, resolve_plan, resolve_timeout
-from ._exceptions import ClientClosedError, ConfigurationError
+from ._exceptions import ClientClosedError, ConfigurationError, EventLoopError
 from ._http import DEFAULT_MAX_RESPONSE_BYTES, HTTPCore
 from ._limiter import RateLimiter, WorkspaceRateLimiter, workspace_id
 from ._models import Callback, Run
@@ -128,15 +128,12 @@ class AsyncClient:
             else WorkspaceRateLimiter(self._plan, workspace=workspace_id(key.reveal(), str(url)))
         )
         self._owns_http = http_client is None
-
-        def new_pool() -> httpx.AsyncClient:
-            return httpx.AsyncClient(
-                timeout=resolved_timeout, limits=_POOL_LIMITS, follow_redirects=False
-            )
-
         self._core = HTTPCore(
-            http_client=http_client or new_pool(),
-            make_http=new_pool if self._owns_http else None,
+            http_client=http_client
+            or httpx.AsyncClient(
+                timeout=resolved_timeout, limits=_POOL_LIMITS, follow_redirects=False
+            ),
+            owns_pool=self._owns_http,
             base_url=url,
             api_key=key,
             timeout=resolved_timeout,
@@ -312,7 +309,14 @@ class AsyncClient:
         """
         if self._state is _State.CLOSED:
             return
-        self._core.check_loop()  # the pool is closed on its own loop
+        try:
+            self._core.check_loop()
+        except EventLoopError:
+            # Another loop's pool: its connections can only be closed there (or
+            # died with it). Refuse everything from now on all the same.
+            self._state = _State.CLOSED
+            self._core.close()
+            raise
         self._state = _State.CLOSED
         self._core.close()
         await self._poller.aclose(

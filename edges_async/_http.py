@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, final
 
@@ -98,9 +97,9 @@ class HTTPCore:
         "_in_flight",
         "_limiter",
         "_loop",
-        "_make_http",
         "_max_response_bytes",
         "_max_retries",
+        "_owns_pool",
         "_timeout",
     )
 
@@ -115,10 +114,10 @@ class HTTPCore:
         backoff: Backoff,
         limiter: RateLimiter,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        make_http: Callable[[], httpx.AsyncClient] | None = None,
+        owns_pool: bool = False,
     ) -> None:
         self._http = http_client
-        self._make_http = make_http  # None: the caller's pool, never replaced
+        self._owns_pool = owns_pool
         self._base_url = base_url
         self._api_key = api_key
         protect(api_key.reveal(), api_key=True)
@@ -149,14 +148,16 @@ class HTTPCore:
         return self._http
 
     def check_loop(self) -> None:
-        """Bind to the running asyncio loop; ``EventLoopError`` outside asyncio or in two at once.
+        """Bind to the running asyncio loop; ``EventLoopError`` outside asyncio or from another.
 
-        Connections belong to the event loop that opened them. A client used
-        again after its loop ended (a second ``asyncio.run``) moves to the new
-        loop, with a new connection pool when the pool is its own (the
-        limiter and the poller make their primitives per loop already). A
-        client whose loop is still open is refused from any other: its
-        requests would share connections across loops.
+        Connections belong to the event loop that opened them, and die with
+        it. A client with its own pool is refused from any other loop (a
+        second ``asyncio.run``, another thread) at once, instead of failing
+        deep inside with ``RuntimeError('Event loop is closed')``. A client
+        sending through the caller's ``http_client`` moves to a new loop once
+        its old one is closed: that pool is the caller's to keep usable (an
+        in-process ``ASGITransport`` is), and the limiter and the poller make
+        their primitives per loop.
         """
         try:
             loop = asyncio.get_running_loop()
@@ -168,15 +169,12 @@ class HTTPCore:
             ) from None
         if loop is self._loop:
             return
-        if self._loop is not None:
-            if not self._loop.is_closed():
-                raise EventLoopError(
-                    "This client belongs to another event loop, still open (in another "
-                    "thread?): create one AsyncClient per event loop, inside it."
-                )
-            if self._make_http is not None:
-                # The old pool's connections died with their loop; nothing to close.
-                self._http = self._make_http()
+        if self._loop is not None and (self._owns_pool or not self._loop.is_closed()):
+            state = "ended: a previous asyncio.run?" if self._loop.is_closed() else "still open"
+            raise EventLoopError(
+                f"This client belongs to another event loop ({state}): "
+                "create the AsyncClient inside the event loop that uses it."
+            )
         self._loop = loop
 
     @property

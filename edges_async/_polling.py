@@ -145,7 +145,7 @@ class RunPoller:
         # What callbacks told: runs they cover (polled only as a safety net),
         # and runs that ended, for waits that start after the callback came.
         self._covered: dict[str, None] = {}
-        self._ended: dict[str, Run] = {}
+        self._ended: dict[str, object] = {}  # uid -> the final status a callback told
         self._ready: list[_Entry] = []  # by urgency: the next batches come from here
         self._postponed: list[_Entry] = []  # by the loop time they may be polled again
         self._sequence = itertools.count()
@@ -224,7 +224,7 @@ class RunPoller:
                 watch = self._watches[uid] = RunWatch(uid, now)
                 watch.covered = uid in self._covered
                 if uid in self._ended:  # a callback said it ended before anyone waited
-                    watch.status = self._ended[uid].status
+                    watch.status = self._ended[uid]
                     self._confirm(watch)
                 else:
                     self._enqueue(watch, _NEW + now)
@@ -268,12 +268,12 @@ class RunPoller:
             watch.covered = True
 
     def take_callback(self, event: CallbackEvent) -> None:
-        """Hand a callback's news to the waiters: a final one ends their wait at once."""
+        """Hand a callback's news to the waiters: a final one ends their wait, fetched in full."""
         uid = event.run_uid
         self.cover(uid)
         run = Run(uid=uid, status=event.run.status, batch_uid=event.run.batch_uid)
         if event.is_final:
-            remember(self._ended, uid, run, limit=_MAX_REMEMBERED)
+            remember(self._ended, uid, run.status, limit=_MAX_REMEMBERED)
         watch = self._watches.get(uid)
         if watch is None:
             return

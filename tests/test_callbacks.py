@@ -147,25 +147,33 @@ def test_the_receiver_refuses_a_weak_secret_and_never_shows_it() -> None:
 # -- handing events to waiters ------------------------------------------------------
 
 
-async def test_a_final_callback_ends_the_wait_at_once(
+async def test_a_final_callback_ends_the_wait_at_once_with_the_full_run(
     client: ea.AsyncClient,
+    receiver: CallbackReceiver,
     edges: httpx.AsyncClient,
     simulator: EdgesSimulator,
-    workspace: Workspace,
 ) -> None:
-    """The wait returns when the callback arrives, long before a poll could tell."""
-    uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 600.0)).uid
+    """A covered run (polled every 30 s) ends at 42 s: the callback ends the wait at once.
 
-    async def deliver_later() -> None:
+    The wait hands out the full run (output_count, timestamps), fetched once
+    after the callback, not the callback's skeleton.
+    """
+    simulator.script_runs(ending("PARTIAL_SUCCEEDED", 42.0))
+    run = await client.actions.run_async("a", inputs=[{}], callback=receiver.callback(URL))
+
+    async def deliver_at_the_end() -> None:
         await anyio.sleep(42.0)
-        await edges.post("", json=callback_body(uid, "PARTIAL_SUCCEEDED"))
+        await edges.post("", json=callback_body(run.uid, "PARTIAL_SUCCEEDED"))
 
     async with anyio.create_task_group() as group:
-        group.start_soon(deliver_later)
-        run = await client.wait_for_run(uid)
-    assert run.status is ea.RunStatus.PARTIAL_SUCCEEDED
-    assert run.uid == uid
+        group.start_soon(deliver_at_the_end)
+        ended = await client.wait_for_run(run.uid)
+    assert ended.status is ea.RunStatus.PARTIAL_SUCCEEDED
+    assert ended.uid == run.uid
+    assert ended.output_count == 3
+    assert ended.finished_at is not None
     assert anyio.current_time() == pytest.approx(42.0, abs=0.01)
+    assert status_polls(simulator, run.uid) <= 3  # first look, safety net, the fetch
 
 
 async def test_a_callback_before_the_first_poll(
@@ -174,13 +182,30 @@ async def test_a_callback_before_the_first_poll(
     simulator: EdgesSimulator,
     workspace: Workspace,
 ) -> None:
-    """A run whose final callback came before anyone waited: the wait returns without a poll."""
+    """A run whose final callback came before anyone waited: one fetch, then the full run."""
     uid = simulator.add_run(workspace, script=ending("FAILED", 5.0)).uid
+    await anyio.sleep(5.0)
     await edges.post("", json=callback_body(uid, "FAILED"))
     run = await client.wait_for_run(uid)
     assert run.status is ea.RunStatus.FAILED
-    assert status_polls(simulator, uid) == 0
+    assert run.output_count == 3
+    assert status_polls(simulator, uid) == 1
+    assert anyio.current_time() == pytest.approx(5.0, abs=0.01)
     assert [r.status for r in await client.wait_for_runs([uid])] == [ea.RunStatus.FAILED]
+
+
+async def test_a_final_callback_the_api_does_not_show_yet_keeps_polling(
+    client: ea.AsyncClient,
+    edges: httpx.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+) -> None:
+    """The fetch after a final callback still shows RUNNING: the API decides, polling goes on."""
+    uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 60.0)).uid
+    await edges.post("", json=callback_body(uid, "FAILED"))
+    run = await client.wait_for_run(uid)
+    assert run.status is ea.RunStatus.SUCCEEDED
+    assert 60.0 <= anyio.current_time() < 61.0
 
 
 async def test_a_callback_for_an_unknown_run_is_harmless(
@@ -204,7 +229,8 @@ async def test_status_changes_from_callbacks_reach_on_status_change(
     simulator: EdgesSimulator,
     workspace: Workspace,
 ) -> None:
-    uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 600.0)).uid
+    """Callbacks' statuses reach on_status_change; the final one ends the wait at once."""
+    uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 20.0)).uid
     seen: list[object] = []
 
     async def deliver() -> None:
@@ -215,9 +241,11 @@ async def test_status_changes_from_callbacks_reach_on_status_change(
 
     async with anyio.create_task_group() as group:
         group.start_soon(deliver)
-        await client.wait_for_run(uid, on_status_change=lambda run: seen.append(run.status))
+        run = await client.wait_for_run(uid, on_status_change=lambda run: seen.append(run.status))
     assert seen[-1] is ea.RunStatus.SUCCEEDED
-    assert anyio.current_time() == pytest.approx(20.0, abs=0.01)
+    assert seen.count(ea.RunStatus.SUCCEEDED) == 1
+    assert run.output_count == 3
+    assert anyio.current_time() == pytest.approx(20.0, abs=0.2)
 
 
 async def test_runs_covered_by_callbacks_are_polled_as_a_safety_net_only(

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 
 import anyio
 import httpx
@@ -99,36 +94,23 @@ async def test_a_watcher_kept_in_a_variable_stops_on_aclose(
     assert len(simulator.requests) == before
 
 
-@pytest.fixture
-def served_simulator() -> Iterator[str]:
-    """The simulator in its own process on a loopback port: its base URL (key ``sim-key``)."""
-    command = [sys.executable, "-m", "edges_async.testing", "--port", "0", "--plan", "titanium"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        found = re.search(r"(http://127\.0\.0\.1:\d+/v1)", process.stdout.readline())
-        assert found is not None
-        yield found.group(1)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.mark.looptime(False)
-def test_a_client_moves_to_a_second_event_loop_with_a_new_pool(served_simulator: str) -> None:
-    """A second asyncio.run works: the client's own pool is renewed for the new loop."""
-    client = ea.AsyncClient("sim-key", plan="titanium", base_url=served_simulator)
+def test_a_client_with_its_own_pool_is_refused_from_a_second_event_loop() -> None:
+    """Its connections died with the first loop: a typed error at once, not a raw RuntimeError."""
+    client = ea.AsyncClient(
+        API_KEY, base_url="http://127.0.0.1:9/v1", limiter=NoRateLimit(), max_retries=0
+    )
 
-    async def list_runs() -> int:
-        return len([run async for run in client.runs.list(max_items=5)])
+    async def get() -> None:
+        await client.runs.get(RUN_UID)
 
-    assert asyncio.run(list_runs()) == 0
-    assert asyncio.run(list_runs()) == 0  # the first pool's connections died with its loop
-    asyncio.run(client.aclose())
+    with pytest.raises(ea.APIConnectionError):  # nobody listens on port 9: binds the first loop
+        asyncio.run(get())
+    with pytest.raises(ea.EventLoopError, match=r"another event loop \(ended"):
+        asyncio.run(get())
+    with pytest.raises(ea.EventLoopError):
+        asyncio.run(client.aclose())
+    assert client.is_closed
 
 
 @pytest.mark.looptime(False)

@@ -540,7 +540,7 @@ async def test_a_bug_in_polling_reaches_waiters_typed_never_as_a_group(
 
     monkeypatch.setattr("edges_async._polling.uid_filter_query", broken)
     monkeypatch.setattr("edges_async._polling.RunPoller._poll_alone", broken)
-    with pytest.raises(ea.EdgesError, match="ZeroDivisionError") as caught:
+    with pytest.raises(ea.EdgesError, match="ZeroDivisionError"):
         await client.wait_for_runs([uid])
     with pytest.raises(ea.EdgesError, match="ZeroDivisionError"):
         async for _ in client.watch_runs([uid]):
