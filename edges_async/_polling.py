@@ -106,6 +106,7 @@ class RunPoller:
     __slots__ = (
         "_backoff",
         "_batching",
+        "_confirming_now",
         "_core",
         "_covered",
         "_ended",
@@ -153,6 +154,7 @@ class RunPoller:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._batching = True
+        self._confirming_now = False  # a confirmation request is under way
         self._failures = 0
         self._resume_at = -math.inf
 
@@ -408,8 +410,15 @@ class RunPoller:
     async def _work(self) -> None:
         while self._watches:
             batch = await self._next_batch()
-            if batch:
+            if not batch:
+                continue
+            confirming = any(watch.confirming for watch in batch)
+            self._confirming_now |= confirming
+            try:
                 await self._poll(batch)
+            finally:
+                if confirming:
+                    self._confirming_now = False
 
     async def _next_batch(self) -> list[RunWatch]:
         """Wait until runs are ready and the budget has room; then the batch to poll."""
@@ -417,8 +426,14 @@ class RunPoller:
             now = _now()
             self._ripen(now)
             wake_at = max(self._due_at(), self._resume_at)
-            if now >= wake_at:
-                if not self._ready[0][2].confirming:
+            confirming = now >= wake_at and self._ready[0][2].confirming
+            if confirming and self._confirming_now:
+                # One confirmation request at a time: the callbacks landing
+                # meanwhile ride together in the next one (a few requests for
+                # a thousand callbacks, not one each).
+                wake_at = math.inf
+            elif now >= wake_at:
+                if not confirming:
                     self._pacer.interval = self._poll_interval()
                     await self._pacer.wait()
                 self._ripen(_now())

@@ -24,7 +24,7 @@ import pytest
 import trustme
 
 import edges_async as ea
-from edges_async.testing import EdgesSimulator, RunScript
+from edges_async.testing import EdgesSimulator, LoopbackTransport, RunScript
 from edges_async.testing._server import serve_origin
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
@@ -158,25 +158,6 @@ def test_a_valid_environment_builds_the_app(monkeypatch: pytest.MonkeyPatch) -> 
 # -- end to end ----------------------------------------------------------------
 
 
-class ResolvingTransport(httpx.AsyncBaseTransport):
-    """Sends requests for ``host`` to 127.0.0.1, as DNS would; TLS still checks ``host``."""
-
-    def __init__(self, host: str, verify: ssl.SSLContext) -> None:
-        self._host = host
-        self._inner = httpx.AsyncHTTPTransport(verify=verify)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Connect to 127.0.0.1 for ``host``, keeping its Host header and TLS server name."""
-        if request.url.host == self._host:
-            request.url = request.url.copy_with(host="127.0.0.1")
-            request.extensions = {**request.extensions, "sni_hostname": self._host}
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        """Close the connections."""
-        await self._inner.aclose()
-
-
 @contextlib.asynccontextmanager
 async def serve_tls(app: Any, ca: trustme.CA) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn over TLS on a free loopback port; yield its origin."""
@@ -207,7 +188,9 @@ async def test_launch_then_wait_returns_on_the_callback() -> None:
         async with (
             serve_tls(app, ca) as origin,
             # Closed before the app's server stops: no keep-alive connection holds it up.
-            httpx.AsyncClient(transport=ResolvingTransport(PUBLIC_HOST, trusting(ca))) as sender,
+            httpx.AsyncClient(
+                transport=LoopbackTransport(PUBLIC_HOST, verify=trusting(ca))
+            ) as sender,
             simulator.deliver_callbacks(http_client=sender),
             httpx.AsyncClient(base_url=origin, verify=trusting(ca)) as http,
         ):

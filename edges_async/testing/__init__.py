@@ -36,6 +36,7 @@ from .._limiter import NoRateLimit as NoRateLimit
 from ._callbacks import CallbackDelivery as CallbackDelivery
 from ._faults import Fault as Fault
 from ._log import RecordedRequest as RecordedRequest
+from ._loopback import LoopbackTransport as LoopbackTransport
 from ._rate_limits import WindowKind as WindowKind
 from ._simulator import EdgesSimulator as EdgesSimulator
 from ._state import RunProfile as RunProfile
@@ -47,6 +48,7 @@ __all__ = [
     "CallbackDelivery",
     "EdgesSimulator",
     "Fault",
+    "LoopbackTransport",
     "NoRateLimit",
     "RecordedRequest",
     "RunProfile",
