@@ -17,6 +17,8 @@ import httpx
 
 __all__ = ["LoopbackTransport"]
 
+_LIMITS = httpx.Limits(max_connections=64)  # a sender of many callbacks at once
+
 
 @final
 class LoopbackTransport(httpx.AsyncBaseTransport):
@@ -33,7 +35,7 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
         self,
         *hosts: str,
         verify: ssl.SSLContext | bool = True,
-        limits: httpx.Limits = httpx.Limits(max_connections=64),
+        limits: httpx.Limits = _LIMITS,
     ) -> None:
         if not hosts:
             raise ValueError("LoopbackTransport needs at least one host name")
