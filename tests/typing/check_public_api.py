@@ -37,6 +37,13 @@ async def client_surface(client: ea.AsyncClient, uid: str, other: uuid.UUID) -> 
     assert_type(receiver.callback("https://x", on="all"), ea.Callback)
     assert_type(receiver.events(uid), AsyncIterator[CallbackEvent])
     assert_type(receiver.results(other), AsyncIterator[Any])
+    watcher = client.watch_runs([uid], timeout=60)
+    assert_type(watcher, ea.RunWatcher)
+    async with watcher as runs:
+        async for run in runs:
+            assert_type(run, ea.Run)
+    await watcher.aclose()
+    assert_type(await client.wait_for_runs([uid, other]), list[ea.Run])
     assert_type(client.plan, ea.PlanTier)
     assert_type(client.limiter, ea.RateLimiter)
 
