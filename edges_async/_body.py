@@ -31,7 +31,7 @@ class UndecodableBody(Exception):
 class BodyDecoder:
     """Decodes a body's raw chunks as they come, refusing to go past ``limit`` bytes."""
 
-    __slots__ = ("_chunks", "_decoder", "_encoding", "_limit", "_size")
+    __slots__ = ("_chunks", "_decoder", "_encoding", "_head", "_limit", "_size")
 
     def __init__(self, content_encoding: str | None, limit: int) -> None:
         codings = [
@@ -48,6 +48,7 @@ class BodyDecoder:
         if self._encoding in ("gzip", "x-gzip"):
             self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
         self._limit = limit
+        self._head = b""  # deflate: the first bytes, until there are two to tell the framing
         self._size = 0
         self._chunks: list[bytes] = []
 
@@ -56,9 +57,18 @@ class BodyDecoder:
         if self._encoding is None:
             self._keep(raw)
             return
-        if self._decoder is None:  # deflate: zlib-wrapped as the RFC says, or raw as some send
-            wrapped = raw[:1] and (raw[0] & 0x0F) == 8 and int.from_bytes(raw[:2], "big") % 31 == 0
-            self._decoder = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        if self._decoder is None:
+            # deflate: zlib-wrapped as the RFC says, or raw as some send. The
+            # two-byte zlib header tells, so a body streamed in an empty or a
+            # one-byte first chunk waits for the second byte.
+            raw = self._head + raw
+            if len(raw) < 2:
+                self._head = raw
+                return
+            self._head = b""
+            self._decoder = zlib.decompressobj(
+                zlib.MAX_WBITS if _zlib_header(raw) else -zlib.MAX_WBITS
+            )
         try:
             self._keep(self._decoder.decompress(raw, self._limit - self._size + 1))
         except zlib.error as exc:
@@ -75,9 +85,17 @@ class BodyDecoder:
 
     def finish(self) -> bytes:
         """The whole decoded body, once every raw chunk was fed."""
-        if self._decoder is not None:
-            try:
+        try:
+            if self._decoder is None and self._head:  # a deflate body of a single byte
+                self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+                self._keep(self._decoder.decompress(self._head, self._limit + 1))
+            if self._decoder is not None:
                 self._keep(self._decoder.flush())
-            except zlib.error as exc:
-                raise UndecodableBody(f"corrupt {self._encoding} body: {exc}") from None
+        except zlib.error as exc:
+            raise UndecodableBody(f"corrupt {self._encoding} body: {exc}") from None
         return b"".join(self._chunks)
+
+
+def _zlib_header(raw: bytes) -> bool:
+    """Whether ``raw`` starts with a zlib header (RFC 1950: deflate method, check bits)."""
+    return (raw[0] & 0x0F) == 8 and int.from_bytes(raw[:2], "big") % 31 == 0

@@ -53,8 +53,13 @@ def resolve_api_key(api_key: str | None, environ: Mapping[str, str]) -> ApiKey:
             "No API key: pass api_key=... or set the EDGES_API_KEY environment variable."
         )
     value = value.strip()
-    if any(char in value for char in "\r\n\0"):
-        raise ConfigurationError("The API key holds a line break or NUL character.")
+    if not (value.isascii() and value.isprintable()):
+        # It goes in a header: a non-ASCII character fails to encode at the
+        # first request, a control character is refused by the HTTP layer.
+        raise ConfigurationError(
+            "The API key holds a character that is not printable ASCII "
+            "(a line break, a control character, an accented letter or a typographic quote?)."
+        )
     return ApiKey(value)
 
 

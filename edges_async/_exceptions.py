@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from ._redaction import scrub, scrub_json
+
 if TYPE_CHECKING:
     from ._models import ErrorBody, Run
 
@@ -70,7 +72,14 @@ __all__ = [
 
 
 class EdgesError(Exception):
-    """The root of every error edges_async raises on purpose."""
+    """The root of every error edges_async raises on purpose.
+
+    Its text arguments are scrubbed of every secret when it is made, whatever
+    module makes it and whatever it quotes (a link, a path, a server's words).
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(scrub(arg) if isinstance(arg, str) else arg for arg in args))
 
     resume_cursor: str | None = None
     """Set when the error interrupted a run's outputs: pass it as ``cursor=`` to go on
@@ -120,6 +129,7 @@ class APIStatusError(EdgesError):
         self.request = response.request
         self.status_code = response.status_code
         self.body = body
+        message = scrub(message)
         self.error_label = body.error_label if body else None
         self.error_scope = body.error_scope if body else None
         self.error_ref = body.error_ref if body else None
@@ -200,7 +210,14 @@ class WaitTimeoutError(EdgesError, TimeoutError):
 
     def __init__(self, message: str, *, runs: Sequence[Run] = ()) -> None:
         super().__init__(message)
-        self.runs: list[Run] = list(runs)
+        self.runs: list[Run] = [_scrubbed_run(run) for run in runs]
+
+
+def _scrubbed_run(run: Run) -> Run:
+    """``run``, or a copy of it without the secrets the server echoed into its fields."""
+    dumped = run.model_dump(mode="json", exclude_unset=True)
+    scrubbed = scrub_json(dumped)
+    return run if scrubbed == dumped else type(run).model_validate(scrubbed)
 
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {

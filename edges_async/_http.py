@@ -11,7 +11,6 @@ anywhere else.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, TypeVar, final
@@ -65,14 +64,39 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # as each holds the live request, API key included.
 _HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 _BODY_SNIPPET = 200
+# Read past the snippet's end before scrubbing: a secret the cut would split is whole there.
+_SNIPPET_MARGIN = 4096
+_SHOWN_INPUT = 80
 _CLOSED = "The client is closed: open a new AsyncClient to send requests."
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
 
 def _snippet(content: bytes) -> str:
-    text = content[:_BODY_SNIPPET].decode("utf-8", errors="replace")
-    return text + ("..." if len(content) > _BODY_SNIPPET else "")
+    """The start of a body, scrubbed before it is cut (so no part of a secret shows)."""
+    text = scrub(content[: _BODY_SNIPPET + _SNIPPET_MARGIN].decode("utf-8", errors="replace"))
+    return text[:_BODY_SNIPPET] + ("..." if len(text) > _BODY_SNIPPET else "")
+
+
+def _shown(value: Any) -> str:
+    """A value a body held, for a message: scrubbed, then cut to a readable length."""
+    text = scrub(repr(scrub_json(value)))
+    return text if len(text) <= _SHOWN_INPUT else text[: _SHOWN_INPUT - 3] + "..."
+
+
+def _describe(exc: Exception) -> str:
+    """An exception for a message; a validation error's inputs scrubbed before they are cut.
+
+    pydantic cuts long inputs in the middle of its own message, which could
+    leave a part of a secret that no scrubbing recognizes.
+    """
+    if not isinstance(exc, pydantic.ValidationError):
+        return str(exc)
+    lines = [f"{exc.error_count()} validation error(s) for {exc.title}"]
+    for error in exc.errors(include_url=False, include_context=False):
+        where = ".".join(str(part) for part in error["loc"]) or "(body)"
+        lines.append(f"{where}: {error['msg']} [input {_shown(error.get('input'))}]")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +419,9 @@ def _status_error(response: httpx.Response) -> APIStatusError:
             body=None,
         )
     try:
-        body = ErrorBody.model_validate(scrub_json(json.loads(safe.content)))
+        # pydantic-core's parser: a body nested past its depth limit is a ValueError,
+        # where json.loads would raise RecursionError.
+        body = ErrorBody.model_validate(scrub_json(pydantic_core.from_json(safe.content)))
     except (ValueError, TypeError):
         return error_class(
             scrub(
@@ -436,7 +462,7 @@ def invalid_response(
     return APIResponseValidationError(
         scrub(
             f"{safe.status_code} from {request.method} {request.url}: {what}"
-            + (f": {exc}" if exc is not None else "")
+            + (f": {_describe(exc)}" if exc is not None else "")
         ),
         response=safe,
     )

@@ -13,6 +13,7 @@ import httpx
 from ._config import same_origin
 from ._exceptions import EdgesError, PaginationError
 from ._http import HTTPCore, QueryParams, decode_json, invalid_response
+from ._redaction import scrub
 
 __all__ = [
     "OutputsPage",
@@ -105,7 +106,7 @@ def next_link_problem(
     if link.userinfo:
         return PaginationError("The next-page link carries credentials: refusing to follow it.")
     if _path(link) != _path(route):
-        shown = _path(link).decode("ascii", "replace")
+        shown = scrub(_path(link).decode("ascii", "replace"))  # before it is cut
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         return PaginationError(
             f"The next page is on the path {shown}, not on "
@@ -160,10 +161,13 @@ class _Pages:
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise invalid_response(response, "expected a JSON array of output objects")
         link = next_page_url(response)
+        # What a page shows is scrubbed (its repr may well be logged); the link
+        # itself is followed as sent, to the base URL's origin only.
+        cursor = link_cursor(link)
         page = OutputsPage(
             items=items,
-            next_cursor=link_cursor(link),
-            next_url=str(link) if link is not None else None,
+            next_cursor=scrub(cursor) if cursor is not None else None,
+            next_url=scrub(str(link)) if link is not None else None,
         )
         problem = next_link_problem(link, response.request.url, self._route, self._followed)
         self._url = link if problem is None and isinstance(link, httpx.URL) else None

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import urllib.parse
 from collections.abc import Iterable
 from typing import Any, final
 
 import httpx
+import pydantic_core
 
 from ._memory import remember
 
@@ -74,9 +76,13 @@ def _forms(secret: str) -> list[str]:
 
 @final
 class Redactor:
-    """Scrubs a set of secrets from text, headers, requests and responses."""
+    """Scrubs a set of secrets from text, headers, requests and responses.
 
-    __slots__ = ("_forms",)
+    Matching ignores case: a server may echo a secret upper-cased, or inside
+    a host name, which URL parsing lower-cases.
+    """
+
+    __slots__ = ("_forms", "_lowered", "_patterns")
 
     def __init__(self, secrets: Iterable[str]) -> None:
         forms: set[str] = set()
@@ -84,28 +90,49 @@ class Redactor:
             if isinstance(secret, str) and len(secret) >= _MIN_SECRET_LENGTH:
                 forms.update(_forms(secret))
         self._forms = sorted(forms, key=len, reverse=True)
+        # Detection is a plain substring search of the lower-cased text, one per
+        # form (fast even for thousands of them); the case-blind pattern only
+        # runs for a form found there.
+        self._lowered = [form.lower() for form in self._forms]
+        self._patterns: dict[str, tuple[re.Pattern[str], re.Pattern[bytes]]] = {}
+
+    def _pattern(self, form: str) -> tuple[re.Pattern[str], re.Pattern[bytes]]:
+        pattern = self._patterns.get(form)
+        if pattern is None:
+            pattern = self._patterns[form] = (
+                re.compile(re.escape(form), re.IGNORECASE),
+                re.compile(re.escape(form.encode()), re.IGNORECASE),
+            )
+        return pattern
 
     def text(self, text: str) -> str:
-        """``text`` with every secret replaced by ``[redacted]``."""
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, REDACTED)
+        """``text`` with every secret, in any case, replaced by ``[redacted]``."""
+        if not self._forms:
+            return text
+        lowered = text.lower()
+        for form, low in zip(self._forms, self._lowered, strict=True):
+            if low in lowered:
+                text = self._pattern(form)[0].sub(REDACTED, text)
         return text
 
     def content(self, content: bytes) -> bytes:
-        """``content`` with every secret replaced by ``[redacted]``.
+        """``content`` with every secret, in any case, replaced by ``[redacted]``.
 
-        A JSON body may also spell a secret with ``\\u`` escapes: such a body is
-        decoded, scrubbed and encoded again when that hides one.
+        A JSON body may also spell a secret with escapes (``\\u0073``,
+        ``\\/``): a body with a backslash is decoded, scrubbed and encoded
+        again when that hides one. A body too deeply nested to decode is kept
+        as scrubbed so far.
         """
-        for form in self._forms:
-            encoded = form.encode()
-            if encoded in content:
-                content = content.replace(encoded, REDACTED.encode())
-        if self._forms and b"\\u" in content:
+        if not self._forms:
+            return content
+        lowered = content.lower()
+        for form, low in zip(self._forms, self._lowered, strict=True):
+            if low.encode() in lowered:
+                content = self._pattern(form)[1].sub(REDACTED.encode(), content)
+        if b"\\" in content:
             try:
-                decoded = json.loads(content)
-            except ValueError:
+                decoded = pydantic_core.from_json(content)
+            except ValueError:  # not JSON, or nested past the parser's depth limit
                 return content
             scrubbed = self.json(decoded)
             if scrubbed != decoded:
@@ -159,11 +186,12 @@ class Redactor:
         and there is no ``next_request``. The body is the decoded one, so the
         copy carries no ``Content-Encoding``.
         """
-        extensions: dict[str, Any] = {
-            name: response.extensions[name]
-            for name in ("http_version", "reason_phrase")
-            if name in response.extensions
-        }
+        extensions: dict[str, Any] = {}
+        if "http_version" in response.extensions:
+            extensions["http_version"] = response.extensions["http_version"]
+        reason = response.extensions.get("reason_phrase")
+        if isinstance(reason, bytes):  # the status line is the server's to write too
+            extensions["reason_phrase"] = self.text(reason.decode("latin-1")).encode("latin-1")
         return httpx.Response(
             response.status_code,
             headers=self.headers(response.headers, drop=_WIRE_HEADERS),

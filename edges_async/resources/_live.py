@@ -14,6 +14,7 @@ import httpx
 from .._exceptions import PaginationError
 from .._http import HTTPCore, decode_json, invalid_response
 from .._pagination import next_link_problem, next_page_url
+from .._redaction import scrub
 
 __all__ = ["LiveResult", "fetch_live_page"]
 
@@ -76,7 +77,7 @@ class LiveResult:
     @property
     def next_url(self) -> str | None:
         """The second page's full URL, or ``None`` (no second page, or its link was refused)."""
-        return str(self._next) if isinstance(self._next, httpx.URL) else None
+        return scrub(str(self._next)) if isinstance(self._next, httpx.URL) else None
 
     @property
     def has_more(self) -> bool:
