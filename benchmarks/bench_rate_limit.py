@@ -4,11 +4,15 @@ For every plan, server window kind (``WindowKind.FIXED_MINUTE``,
 ``SLIDING_MINUTE``, ``PER_SECOND``) and network delay jitter, 100 tasks share
 one client and loop on ``client.runs.status(uid)`` against the in-process
 simulator for a 1-minute warm-up plus 10 measured minutes of fake time. Each
-cell runs three clients, all the SDK's ``AsyncClient`` retrying 429s as it
-does (``Retry-After``), with different limiters:
+cell runs four clients, all the SDK's ``AsyncClient`` retrying a refused
+request after its ``Retry-After`` as it does, with different limiters:
 
-- ``edges_async``: the SDK's default limiter (``limiter=None``);
+- ``edges_async``: the SDK's default limiter (``limiter=None``), which also
+  pauses every other task after a 429 and slows down;
 - ``naive aiolimiter``: ``aiolimiter.AsyncLimiter(rpm, 60)``, feedback ignored;
+- ``even aiolimiter``: ``aiolimiter.AsyncLimiter(1, 60 / rate)``, one request
+  every ``60 / rate`` seconds at the SDK's rate (``rate`` = 0.95 x rpm), feedback
+  ignored: aiolimiter has no public way to pause or slow down after a 429;
 - ``no limiter, retry on 429``: a limiter that never waits.
 
 The jitter delays every request and every response by an independent random
@@ -17,7 +21,7 @@ with a fake clock (``benchmarks/_fake_time.py``), so results do not depend on
 the machine's speed, and the same arguments give the same table.
 
     python benchmarks/bench_rate_limit.py [--plans trial,titanium] [--windows per_second]
-        [--jitters 0,50,500] [--clients edges_async,aiolimiter,no-limiter]
+        [--jitters 0,50,500] [--clients edges_async,aiolimiter,aiolimiter-even,no-limiter]
         [--minutes 10] [--warmup 1] [--tasks 100] [--jobs <cores>]
 """
 
@@ -51,6 +55,9 @@ SIM_START = datetime(2026, 11, 2, 9, 0, 0, tzinfo=timezone.utc)
 # instead of its exponential backoff: a request that never gives up keeps the
 # load saturating, so the retry budget is effectively unlimited.
 MAX_RETRIES = 10_000
+# The share of the plan the SDK's default WorkspaceRateLimiter uses; the even
+# aiolimiter baseline gets the same, so the two differ only in how they pace.
+SDK_HEADROOM = 0.95
 TARGET_FRACTION = 0.93
 WINDOWS = (WindowKind.FIXED_MINUTE, WindowKind.SLIDING_MINUTE, WindowKind.PER_SECOND)
 JITTERS_MS = (0, 50, 500)
@@ -78,10 +85,36 @@ class NaiveAiolimiter:
         """Ignore the server's answer."""
 
 
+class EvenAiolimiter:
+    """``AsyncLimiter(1, 60 / rate)``: one request per interval, at the SDK's rate; learns nothing.
+
+    A one-token bucket never bursts, so this is aiolimiter written for a plan
+    whose per-second cap forbids bursts, at the same 95 % of the plan as the
+    SDK. Its rate is fixed at construction, and it offers no public way to
+    pause every task after a 429: only the refused task waits ``Retry-After``
+    (the client's retry), while the bucket keeps letting the others through.
+    """
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, per_minute: int) -> None:
+        # Built inside the cell's running loop: aiolimiter binds to one loop.
+        self._limiter = AsyncLimiter(1, 60 / (per_minute * SDK_HEADROOM))
+
+    async def acquire(self, request: httpx.Request) -> None:
+        """Wait for the next interval."""
+        await self._limiter.acquire()
+
+    def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
+        """Ignore the server's answer."""
+
+
 def limiter_for(client: str, plan: ea.PlanTier) -> ea.RateLimiter | None:
     """The limiter ``client`` is built with; ``None`` leaves the SDK its default."""
     if client == "aiolimiter":
         return NaiveAiolimiter(plan.requests_per_minute)
+    if client == "aiolimiter-even":
+        return EvenAiolimiter(plan.requests_per_minute)
     if client == "no-limiter":
         return NoRateLimit()
     return None
@@ -91,6 +124,7 @@ def limiter_for(client: str, plan: ea.PlanTier) -> ea.RateLimiter | None:
 CLIENTS: dict[str, str] = {
     "edges_async": "edges_async",
     "aiolimiter": "naive aiolimiter",
+    "aiolimiter-even": "even aiolimiter",
     "no-limiter": "no limiter, retry on 429",
 }
 
