@@ -106,7 +106,6 @@ class RunPoller:
     __slots__ = (
         "_backoff",
         "_batching",
-        "_confirming_now",
         "_core",
         "_covered",
         "_ended",
@@ -154,7 +153,6 @@ class RunPoller:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._batching = True
-        self._confirming_now = False  # a confirmation request is under way
         self._failures = 0
         self._resume_at = -math.inf
 
@@ -288,12 +286,14 @@ class RunPoller:
             self._confirm(watch)
 
     def _confirm(self, watch: RunWatch) -> None:
-        """Fetch, first of all and past the polling pace, a run a final callback ended.
+        """Fetch, first of all, a run a final callback ended.
 
         A callback carries the run's status, not the run: waiters get the full
-        run, so it is fetched once, with up to 99 other runs in the same list
-        request. Only the limiter paces it, so it costs no more than a request
-        when the budget is idle.
+        run, so it is fetched once, in the next poll (ahead of every other
+        run, with up to 99 more). The fetch is a poll like any other, paced
+        within the polling budget: callbacks never cost more requests than
+        polling would, and the runs whose callbacks land within one polling
+        interval share one request.
         """
         watch.confirming = True
         self._enqueue(watch, _CONFIRM + watch.since)
@@ -410,15 +410,8 @@ class RunPoller:
     async def _work(self) -> None:
         while self._watches:
             batch = await self._next_batch()
-            if not batch:
-                continue
-            confirming = any(watch.confirming for watch in batch)
-            self._confirming_now |= confirming
-            try:
+            if batch:
                 await self._poll(batch)
-            finally:
-                if confirming:
-                    self._confirming_now = False
 
     async def _next_batch(self) -> list[RunWatch]:
         """Wait until runs are ready and the budget has room; then the batch to poll."""
@@ -426,16 +419,9 @@ class RunPoller:
             now = _now()
             self._ripen(now)
             wake_at = max(self._due_at(), self._resume_at)
-            confirming = now >= wake_at and self._ready[0][2].confirming
-            if confirming and self._confirming_now:
-                # One confirmation request at a time: the callbacks landing
-                # meanwhile ride together in the next one (a few requests for
-                # a thousand callbacks, not one each).
-                wake_at = math.inf
-            elif now >= wake_at:
-                if not confirming:
-                    self._pacer.interval = self._poll_interval()
-                    await self._pacer.wait()
+            if now >= wake_at:
+                self._pacer.interval = self._poll_interval()
+                await self._pacer.wait()
                 self._ripen(_now())
                 return self._take_batch()
             if self._postponed:
