@@ -128,11 +128,15 @@ async def _copy_pages(
     pages = runs.output_pages(state.run_uid, page_size=page_size, cursor=state.next_cursor)
     async with contextlib.aclosing(pages):  # type: ignore[type-var]
         async for page in pages:
+            if page.next_cursor is None and not page.is_last:
+                # Its next link was refused and names no cursor to go on from:
+                # keep the checkpoint before it, so a rerun reads it again.
+                continue
             size = await anyio.to_thread.run_sync(_append, part, page.items)
             state = _Checkpoint(
                 run_uid=state.run_uid,
                 next_cursor=page.next_cursor,
-                complete=page.next_cursor is None,
+                complete=page.is_last,
                 count=state.count + len(page.items),
                 size=size,
                 page_cursor=state.next_cursor,

@@ -282,3 +282,28 @@ async def test_a_checkpoint_beyond_its_part_file_starts_over(
     assert len(resumed) == 5  # every page, from the first
     assert "cursor" not in dict(resumed[0].query)
     assert leftovers(target) == []
+
+
+async def test_a_refused_next_link_is_not_taken_for_the_end_of_an_export(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, tmp_path: Path
+) -> None:
+    """A page whose next link is refused (and carries no cursor) leaves the export unfinished.
+
+    The rerun, once the server behaves, goes on from that page: every output once.
+    """
+    run = simulator.add_run(workspace, script=finished_with(30))
+    await anyio.sleep(2)
+    first = await anext(aiter(client.runs.output_pages(run.uid, page_size=10)))
+    simulator.faults.add(
+        Fault(
+            path=r"/outputs$",
+            body=first.items,
+            headers={"X-Pagination-Next": "https://elsewhere.example/v1/steal"},
+        )
+    )
+    target = tmp_path / "outputs.jsonl"
+    with pytest.raises(ea.PaginationError):
+        await client.runs.export_outputs(run.uid, target, page_size=10)
+    assert not target.exists()
+    assert await client.runs.export_outputs(run.uid, target, page_size=10) == 30
+    assert exported_indices(target) == list(range(30))

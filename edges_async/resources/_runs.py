@@ -86,8 +86,10 @@ class Runs:
 
         ``page_size`` is 1..500. Pass a saved ``page.next_cursor`` as ``cursor``
         to resume right after that page. Arguments are checked here, before any
-        request. The next-page link is followed only on the base URL's host
-        (else ``PaginationError``); outputs of a LIVE run are refused by the API.
+        request. A next-page link is followed only when well formed, on the
+        base URL's origin and on the same path; any other raises
+        ``PaginationError`` once the page carrying it was delivered, with
+        ``resume_cursor`` set. Outputs of a LIVE run are refused by the API.
         ``read_ahead`` (0 to 4) fetches that many pages ahead while you work on
         the current one: network and processing overlap, memory stays bounded.
 
