@@ -3,18 +3,29 @@
 httpx decodes each compressed chunk whole: one 64 KiB chunk of a gzip bomb
 becomes 64 MB before anyone can count it, and an in-process transport hands
 over the body as a single chunk. So the client asks only for the encodings
-decoded here (``Accept-Encoding: gzip, deflate``), reads the raw stream, and
-decodes each chunk with zlib's ``max_length``: the output never exceeds the
-room left under the cap by more than a byte, which is how an oversized body
-is told apart from one that fits exactly.
+decoded here (``Accept-Encoding: gzip, deflate``) and puts a
+:class:`DecodedStream` in place of the response's stream: each raw chunk is
+decoded with zlib's ``max_length``, so the output never exceeds the room left
+under the cap by more than a byte, which is how an oversized body is told
+apart from one that fits exactly. httpx then reads the decoded body as it
+would any other.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import AsyncIterator
 from typing import final
 
-__all__ = ["ACCEPT_ENCODING", "BodyDecoder", "BodyTooLarge", "UndecodableBody"]
+import httpx
+
+__all__ = [
+    "ACCEPT_ENCODING",
+    "BodyDecoder",
+    "BodyTooLarge",
+    "DecodedStream",
+    "UndecodableBody",
+]
 
 ACCEPT_ENCODING = "gzip, deflate"
 
@@ -29,9 +40,9 @@ class UndecodableBody(Exception):
 
 @final
 class BodyDecoder:
-    """Decodes a body's raw chunks as they come, refusing to go past ``limit`` bytes."""
+    """Decodes a body's raw chunks as they come, refusing to go past ``limit`` bytes in all."""
 
-    __slots__ = ("_chunks", "_decoder", "_encoding", "_head", "_limit", "_size")
+    __slots__ = ("_decoder", "_encoding", "_head", "_limit", "_size")
 
     def __init__(self, content_encoding: str | None, limit: int) -> None:
         codings = [
@@ -50,13 +61,11 @@ class BodyDecoder:
         self._limit = limit
         self._head = b""  # deflate: the first bytes, until there are two to tell the framing
         self._size = 0
-        self._chunks: list[bytes] = []
 
-    def feed(self, raw: bytes) -> None:
-        """Decode one raw chunk; ``BodyTooLarge`` past the limit, ``UndecodableBody`` if corrupt."""
+    def decode(self, raw: bytes) -> bytes:
+        """A raw chunk decoded: ``BodyTooLarge`` past the limit, ``UndecodableBody`` if corrupt."""
         if self._encoding is None:
-            self._keep(raw)
-            return
+            return self._counted(raw)
         if self._decoder is None:
             # deflate: zlib-wrapped as the RFC says, or raw as some send. The
             # two-byte zlib header tells, so a body streamed in an empty or a
@@ -64,36 +73,60 @@ class BodyDecoder:
             raw = self._head + raw
             if len(raw) < 2:
                 self._head = raw
-                return
+                return b""
             self._head = b""
             self._decoder = zlib.decompressobj(
                 zlib.MAX_WBITS if _zlib_header(raw) else -zlib.MAX_WBITS
             )
         try:
-            self._keep(self._decoder.decompress(raw, self._limit - self._size + 1))
+            data = self._decoder.decompress(raw, self._limit - self._size + 1)
         except zlib.error as exc:
             raise UndecodableBody(f"corrupt {self._encoding} body: {exc}") from None
         if self._decoder.unconsumed_tail:
             raise BodyTooLarge
+        return self._counted(data)
 
-    def _keep(self, data: bytes) -> None:
-        self._size += len(data)
-        if self._size > self._limit:
-            raise BodyTooLarge
-        if data:
-            self._chunks.append(data)
-
-    def finish(self) -> bytes:
-        """The whole decoded body, once every raw chunk was fed."""
+    def flush(self) -> bytes:
+        """What the decoder still holds, once every raw chunk was decoded."""
         try:
             if self._decoder is None and self._head:  # a deflate body of a single byte
                 self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
-                self._keep(self._decoder.decompress(self._head, self._limit + 1))
+                return self._counted(self._decoder.decompress(self._head, self._limit + 1))
             if self._decoder is not None:
-                self._keep(self._decoder.flush())
+                return self._counted(self._decoder.flush())
         except zlib.error as exc:
             raise UndecodableBody(f"corrupt {self._encoding} body: {exc}") from None
-        return b"".join(self._chunks)
+        return b""
+
+    def _counted(self, data: bytes) -> bytes:
+        self._size += len(data)
+        if self._size > self._limit:
+            raise BodyTooLarge
+        return data
+
+
+@final
+class DecodedStream(httpx.AsyncByteStream):
+    """A response's raw stream, decoded by a :class:`BodyDecoder` as it is read."""
+
+    __slots__ = ("_decoder", "_raw")
+
+    def __init__(self, raw: httpx.AsyncByteStream, decoder: BodyDecoder) -> None:
+        self._raw = raw
+        self._decoder = decoder
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._raw:
+            data = self._decoder.decode(chunk)
+            if data:
+                yield data
+        data = self._decoder.flush()
+        if data:
+            yield data
+
+    async def aclose(self) -> None:
+        """Close the raw stream."""
+        await self._raw.aclose()
 
 
 def _zlib_header(raw: bytes) -> bool:

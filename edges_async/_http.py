@@ -22,7 +22,7 @@ import pydantic_core
 import sniffio
 
 from ._backoff import Backoff
-from ._body import ACCEPT_ENCODING, BodyDecoder, BodyTooLarge, UndecodableBody
+from ._body import ACCEPT_ENCODING, BodyDecoder, BodyTooLarge, DecodedStream, UndecodableBody
 from ._config import ApiKey, same_origin
 from ._exceptions import (
     APIConnectionError,
@@ -331,24 +331,23 @@ class HTTPCore:
             redirects += 1
 
     async def _read(self, response: httpx.Response) -> httpx.Response:
-        """``response`` read in full, as a new response: at most ``max_response_bytes`` decoded.
+        """``response`` with its body read: at most ``max_response_bytes``, once decoded.
 
-        The body is decoded chunk by chunk within the cap (``_body.py``), so
-        a gzip bomb is refused before it fills the memory. The copy holds the
-        decoded body (no ``Content-Encoding``) and no ``next_request``.
+        The body is decoded chunk by chunk within the cap (``_body.py``), so a
+        gzip bomb is refused before it fills the memory; the response then
+        holds the decoded body and no ``Content-Encoding``.
         """
-        too_large, problem, content = False, None, b""
+        limit = self._max_response_bytes
+        too_large, problem = False, None
         try:
             if response.is_stream_consumed:  # an in-memory transport's, decoded already
-                body = BodyDecoder(None, self._max_response_bytes)
-                body.feed(response.content)
+                too_large = len(response.content) > limit
             else:
-                body = BodyDecoder(
-                    response.headers.get("content-encoding"), self._max_response_bytes
-                )
-                async for raw in response.aiter_raw():
-                    body.feed(raw)
-            content = body.finish()
+                decoder = BodyDecoder(response.headers.get("content-encoding"), limit)
+                response.headers.pop("content-encoding", None)
+                assert isinstance(response.stream, httpx.AsyncByteStream)
+                response.stream = DecodedStream(response.stream, decoder)
+                await response.aread()
         except BodyTooLarge:
             too_large = True
         except UndecodableBody as exc:
@@ -357,22 +356,17 @@ class HTTPCore:
             await response.aclose()
         if problem is not None:
             raise httpx.DecodingError(problem, request=response.request)
-        headers = response.headers.copy()
-        headers.pop("content-encoding", None)
-        read = httpx.Response(
-            response.status_code,
-            headers=headers,
-            content=content,
-            request=response.request,
-            extensions=response.extensions,
-        )
         if too_large:
-            raise invalid_response(
-                read,
-                f"the body exceeds max_response_bytes ({self._max_response_bytes:,} bytes "
-                "once decoded): refused",
+            unread = httpx.Response(
+                response.status_code,
+                headers=response.headers,
+                request=response.request,
+                extensions=response.extensions,
             )
-        return read
+            raise invalid_response(
+                unread, f"the body exceeds max_response_bytes ({limit:,} bytes once decoded)"
+            )
+        return response
 
     async def _wait_before_retry(
         self, request: httpx.Request, retry: int, response: httpx.Response | None, reason: str
