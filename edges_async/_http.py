@@ -342,6 +342,8 @@ class HTTPCore:
         try:
             if response.is_stream_consumed:  # an in-memory transport's, decoded already
                 too_large = len(response.content) > limit
+            elif _plain_within(response.headers, limit):
+                await response.aread()  # the HTTP framing holds it to its Content-Length
             else:
                 decoder = BodyDecoder(response.headers.get("content-encoding"), limit)
                 response.headers.pop("content-encoding", None)
@@ -382,6 +384,13 @@ class HTTPCore:
             self._max_retries,
         )
         await anyio.sleep(delay)
+
+
+def _plain_within(headers: httpx.Headers, limit: int) -> bool:
+    """Whether a body is sent as is and announced no longer than ``limit``: read it plainly."""
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    length = headers.get("content-length", "")
+    return encoding in ("", "identity") and length.isdigit() and int(length) <= limit
 
 
 def _connection_error(request: httpx.Request, exc: Exception) -> APIConnectionError:

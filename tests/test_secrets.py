@@ -14,7 +14,7 @@ import contextlib
 import gzip
 import json
 import logging
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from typing import Any
 
 import anyio
@@ -316,16 +316,24 @@ async def test_a_gzip_bomb_is_refused_within_the_cap(mock_client: ClientFactory)
 
 
 @pytest.mark.parametrize("size", [1_000_000, 1_000_001])
-async def test_the_body_cap_is_exact(mock_client: ClientFactory, size: int) -> None:
-    """A body of exactly the cap is read; one byte more is refused."""
+@pytest.mark.parametrize("wire", ["gzip", "plain with length", "plain without length"])
+async def test_the_body_cap_is_exact(mock_client: ClientFactory, size: int, wire: str) -> None:
+    """A body of exactly the cap is read; one byte more is refused, however it is sent."""
     body = json.dumps([{"pad": "x" * (size - 13)}]).encode()
     assert len(body) == size
 
+    async def unannounced() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 65_536):
+            yield body[start : start + 65_536]
+
     def handler(request: httpx.Request) -> httpx.Response:
-        compressed = gzip.compress(body)
-        return httpx.Response(
-            200, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(compressed)
-        )
+        if wire == "gzip":
+            stream = httpx.ByteStream(gzip.compress(body))
+            return httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=stream)
+        if wire == "plain with length":
+            headers = {"Content-Length": str(len(body))}
+            return httpx.Response(200, headers=headers, stream=httpx.ByteStream(body))
+        return httpx.Response(200, content=unannounced())
 
     client = mock_client(handler, max_response_bytes=1_000_000)
     outputs = client.runs.outputs(RUN_UID)
