@@ -171,6 +171,12 @@ class HTTPCore:
         """The httpx client requests are sent with now."""
         return self._http
 
+    def check_usable(self) -> None:
+        """``ClientClosedError`` once closed, ``EventLoopError`` from another loop (see below)."""
+        if self._closed:
+            raise ClientClosedError(_CLOSED)
+        self.check_loop()
+
     def check_loop(self) -> None:
         """Bind to the running asyncio loop; ``EventLoopError`` outside asyncio or from another.
 
@@ -239,9 +245,7 @@ class HTTPCore:
         error or a log line (a callback's headers). The response's body has
         been read, at most ``max_response_bytes`` of it once decoded.
         """
-        if self._closed:
-            raise ClientClosedError(_CLOSED)
-        self.check_loop()
+        self.check_usable()
         for secret in secrets:
             protect(secret)
         url = path_or_url if isinstance(path_or_url, httpx.URL) else self.url(path_or_url)

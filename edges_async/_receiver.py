@@ -159,11 +159,14 @@ class CallbackReceiver:
 
     # -- for reading ---------------------------------------------------------------
 
-    async def events(self, run_uid: str | uuid.UUID) -> AsyncIterator[CallbackEvent]:
+    def events(self, run_uid: str | uuid.UUID) -> AsyncIterator[CallbackEvent]:
         """Each callback of the run not read yet, in arrival order, ending after its final one.
 
         Events that arrived before the call are buffered for it; one reader per
-        run at a time, and each event is yielded once, to one reader. Partials
+        run at a time (a second one raises ``RuntimeError``), and each event is
+        yielded once, to one reader. A reader left with ``break`` (or closed
+        with ``aclose()``) lets go of the run at once: the next call goes on
+        with the events not read yet. Partials
         can arrive after the final callback (Edges redelivers later one it got
         a 503 for):
 
@@ -181,22 +184,21 @@ class CallbackReceiver:
         Wrap it in ``anyio.fail_after`` to bound the wait: a callback Edges
         never delivers would otherwise be awaited forever.
         """
-        async for event in self._streams.read(check_run_uid(run_uid)):
-            yield event
+        return self._streams.events(check_run_uid(run_uid))
 
-    async def results(self, run_uid: str | uuid.UUID) -> AsyncIterator[Any]:
+    def results(self, run_uid: str | uuid.UUID) -> AsyncIterator[Any]:
         """Each partial result of an ``on: "all"`` run as it arrives; ends with the run.
 
         The results of the events :meth:`events` yields, in the same order, so
         the same rules hold: it ends after the final callback's results, and
         results arriving after that (a redelivered partial) are yielded by the
-        next call for the run, which ends once it has yielded them. Compare
+        next call for the run, which ends once it has yielded them. A reader
+        left in the middle of an event's results leaves the rest of them to
+        the next call. Compare
         the total count with the run's ``output_count`` to check that nothing
         is missing (API.md: the completeness check).
         """
-        async for event in self.events(run_uid):
-            for result in event.results or ():
-                yield result
+        return self._streams.results(check_run_uid(run_uid))
 
     # -- serving -------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Final, final
+from typing import Any, Final, final
 
 from ._callback_models import CallbackEvent
 
@@ -53,7 +53,16 @@ _NOTHING: Final = object()
 class _Run:
     """One run's unread bodies (``pending[head:]``, in reading order) and its reader."""
 
-    __slots__ = ("arrived", "final_last", "finished", "head", "pending", "reading")
+    __slots__ = (
+        "arrived",
+        "current",
+        "final_last",
+        "finished",
+        "head",
+        "pending",
+        "reading",
+        "taken",
+    )
 
     def __init__(self) -> None:
         self.pending: list[bytes] = []
@@ -62,6 +71,8 @@ class _Run:
         self.finished = False  # whether a final event came (read or not)
         self.reading = False
         self.arrived: asyncio.Event | None = None  # made by a reader that has to wait
+        self.current: CallbackEvent | None = None  # pending[head], parsed, while read
+        self.taken = 0  # results of pending[head] already handed to a reader of results
 
     @property
     def unread(self) -> int:
@@ -130,35 +141,49 @@ class RunStreams:
             run.arrived.set()
         return True
 
-    async def read(self, uid: str) -> AsyncIterator[CallbackEvent]:
-        """Yield ``uid``'s unread events as they arrive; end after its final one.
+    def events(self, uid: str) -> AsyncIterator[CallbackEvent]:
+        """``uid``'s unread events as they arrive, ending after its final one.
 
-        A run whose final event was read already: yield what came since, then end.
+        A run whose final event was read already: what came since, then the end.
         """
+        return _Reader(self, uid, results=False)
+
+    def results(self, uid: str) -> AsyncIterator[Any]:
+        """The results of ``uid``'s unread events, one by one (see :meth:`events`).
+
+        A reader leaving in the middle of an event's results leaves the rest
+        of them to the run's next reader.
+        """
+        return _Reader(self, uid, results=True)
+
+    def _attach(self, uid: str) -> _Run:
         run = self._run(uid)
         if run.reading:
             raise RuntimeError(f"run {uid}'s callback events are already being read")
         run.reading = True
-        try:
-            while True:
-                if run.unread:
-                    event = self._pop(run)
-                    yield event
-                    if event.is_final:
-                        return
-                elif run.finished:
-                    return
-                else:
-                    if run.arrived is None:
-                        run.arrived = asyncio.Event()
-                    run.arrived.clear()
-                    await run.arrived.wait()
-        finally:
-            run.reading = False
-            if not run.unread:
-                del self._runs[uid]
-                if run.finished:
-                    self._end(uid, None)
+        return run
+
+    def _detach(self, uid: str, run: _Run) -> None:
+        """A reader of ``run`` is done (ended, closed, failed or collected)."""
+        run.reading = False
+        run.current = None  # parsed again by the next reader: it takes several times its body
+        if not run.unread and self._runs.get(uid) is run:
+            del self._runs[uid]
+            if run.finished:
+                self._end(uid, None)
+
+    async def _peek(self, run: _Run) -> CallbackEvent | None:
+        """``run``'s first unread event, waiting for one; ``None`` once its stream ended."""
+        while not run.unread:
+            if run.finished:
+                return None
+            if run.arrived is None:
+                run.arrived = asyncio.Event()
+            run.arrived.clear()
+            await run.arrived.wait()
+        if run.current is None:
+            run.current = CallbackEvent.model_validate_json(run.pending[run.head])
+        return run.current
 
     def _run(self, uid: str) -> _Run:
         """``uid``'s buffer, made (with what is remembered of its end) if it has none."""
@@ -198,7 +223,10 @@ class RunStreams:
         self._buffered_results += results
 
     def _pop(self, run: _Run) -> CallbackEvent:
+        """Take ``run``'s first unread event (less the results already handed out)."""
         body = run.pending[run.head]
+        event = run.current or CallbackEvent.model_validate_json(body)
+        taken, run.current, run.taken = run.taken, None, 0
         run.pending[run.head] = b""  # the buffer no longer holds it
         run.head += 1
         if run.head == len(run.pending):
@@ -208,9 +236,10 @@ class RunStreams:
         elif run.head >= _COMPACT_AFTER and 2 * run.head >= len(run.pending):
             del run.pending[: run.head]
             run.head = 0
-        event = CallbackEvent.model_validate_json(body)
         self._buffered_bytes -= len(body)
         self._buffered_results -= len(event.results or ())
+        if taken:
+            event = event.model_copy(update={"results": (event.results or [])[taken:]})
         return event
 
     def __repr__(self) -> str:
@@ -231,3 +260,75 @@ def _slim(event: CallbackEvent) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+
+
+@final
+class _Reader:
+    """One reader of a run's stream: its events, or their results one by one.
+
+    A plain async iterator rather than an async generator, so that a reader
+    left with ``break`` lets go of the run the moment it is dropped (an
+    abandoned generator holds on until the event loop gets round to closing
+    it): the run's next reader can start at once. Only one reader of a run
+    reads at a time; a second one raises ``RuntimeError``.
+    """
+
+    __slots__ = ("_done", "_results", "_run", "_streams", "_uid")
+
+    def __init__(self, streams: RunStreams, uid: str, *, results: bool) -> None:
+        self._streams = streams
+        self._uid = uid
+        self._results = results
+        self._run: _Run | None = None
+        self._done = False
+
+    def __aiter__(self) -> _Reader:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._run is None:
+            if self._done:
+                raise StopAsyncIteration
+            self._run = self._streams._attach(self._uid)
+        run = self._run
+        try:
+            while True:
+                event = await self._streams._peek(run)
+                if event is None:
+                    break
+                if not self._results:
+                    return self._take(run)
+                results = event.results or ()
+                if run.taken < len(results):
+                    result = results[run.taken]
+                    run.taken += 1
+                    if run.taken == len(results):
+                        self._take(run)
+                    return result
+                self._take(run)
+                if self._done:
+                    break
+        except BaseException:
+            self._close()
+            raise
+        self._close()
+        raise StopAsyncIteration
+
+    def _take(self, run: _Run) -> CallbackEvent:
+        event = self._streams._pop(run)
+        if event.is_final:
+            self._close()
+        return event
+
+    def _close(self) -> None:
+        self._done = True
+        run, self._run = self._run, None
+        if run is not None:
+            self._streams._detach(self._uid, run)
+
+    async def aclose(self) -> None:
+        """Stop reading: the run's next reader goes on from here."""
+        self._close()
+
+    def __del__(self) -> None:
+        self._close()

@@ -70,7 +70,7 @@ class LiveResult:
         self._core = core
         self._body = body
         self._next = next_url
-        self._followed = followed
+        self._followed = frozenset(followed)  # the links judged with the first page
         self.results = results
         """The results of the first page."""
 
@@ -85,17 +85,23 @@ class LiveResult:
         return self._next is not None
 
     async def pages(self) -> AsyncIterator[list[Any]]:
-        """Each page's results, the first one included; a live request per further page."""
+        """Each page's results, the first one included; a live request per further page.
+
+        Each iteration fetches the further pages again (while their cursor lasts).
+        """
         yield self.results
         pages, delivered = 1, len(self.results)
         after = self._next
+        # Each iteration follows the links afresh: a link seen by an earlier
+        # iteration is not a loop of the server's.
+        followed = set(self._followed)
         while after is not None:
             if isinstance(after, PaginationError):
                 raise PaginationError(
                     f"The live answer stopped after page {pages} ({delivered} results "
                     f"delivered): {after}"
                 )
-            results, after = await fetch_live_page(self._core, after, self._body, self._followed)
+            results, after = await fetch_live_page(self._core, after, self._body, followed)
             pages, delivered = pages + 1, delivered + len(results)
             yield results
 

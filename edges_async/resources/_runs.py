@@ -141,6 +141,7 @@ class Runs:
         """
         uid = check_run_uid(run_uid)
         check_int_range("page_size", page_size, 1, _MAX_OUTPUTS_PAGE)
+        self._core.check_usable()  # before the disk is touched: nothing is left beside ``path``
         return await export_outputs(self, uid, path, page_size=page_size)
 
     @staticmethod
