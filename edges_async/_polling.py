@@ -275,8 +275,8 @@ class RunPoller:
         if event.is_final:
             remember(self._ended, uid, run.status, limit=_MAX_REMEMBERED)
         watch = self._watches.get(uid)
-        if watch is None:
-            return
+        if watch is None or (watch.confirming and not event.is_final):
+            return  # a partial redelivered after the final one says nothing new
         if run.status != watch.status:
             watch.status = run.status
             for subscription in watch.subscribers:

@@ -452,3 +452,25 @@ async def test_resuming_a_run_forgets_the_end_a_callback_told(
     run = await client.wait_for_run(uid)
     assert run.status is ea.RunStatus.SUCCEEDED  # the resumed run's own end, polled
     assert run.action_name is not None
+
+
+async def test_a_late_partial_after_the_final_never_turns_the_status_back(
+    client: ea.AsyncClient,
+    edges: httpx.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+) -> None:
+    """A partial redelivered right after the final callback: on_status_change never goes back."""
+    uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 20.0)).uid
+    seen: list[object] = []
+
+    async def deliver() -> None:
+        await anyio.sleep(20)
+        await edges.post("", json=callback_body(uid, "SUCCEEDED"))
+        await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 1}]))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(deliver)
+        run = await client.wait_for_run(uid, on_status_change=lambda run: seen.append(run.status))
+    assert run.status is ea.RunStatus.SUCCEEDED
+    assert seen[seen.index(ea.RunStatus.SUCCEEDED) :] == [ea.RunStatus.SUCCEEDED]
