@@ -162,11 +162,6 @@ class HTTPCore:
             scope.cancel()
 
     @property
-    def is_closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
-    @property
     def http(self) -> httpx.AsyncClient:
         """The httpx client requests are sent with now."""
         return self._http
