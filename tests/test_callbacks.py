@@ -457,4 +457,3 @@ async def test_resuming_a_run_forgets_the_end_a_callback_told(
     run = await client.wait_for_run(uid)
     assert run.status is ea.RunStatus.SUCCEEDED  # the resumed run's own end, polled
     assert run.action_name is not None
-
