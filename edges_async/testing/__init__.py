@@ -37,12 +37,12 @@ from ._callbacks import CallbackDelivery as CallbackDelivery
 from ._faults import Fault as Fault
 from ._log import RecordedRequest as RecordedRequest
 from ._loopback import LoopbackTransport as LoopbackTransport
+from ._profiles import RunProfile as RunProfile
 from ._rate_limits import WindowKind as WindowKind
+from ._run import SimulatedRun as SimulatedRun
+from ._scripts import RunScript as RunScript
 from ._simulator import EdgesSimulator as EdgesSimulator
-from ._state import RunProfile as RunProfile
-from ._state import RunScript as RunScript
-from ._state import SimulatedRun as SimulatedRun
-from ._state import Workspace as Workspace
+from ._workspace import Workspace as Workspace
 
 __all__ = [
     "CallbackDelivery",

@@ -31,7 +31,7 @@ from ._wire import dump_json
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._state import SimulatedRun
+    from ._run import SimulatedRun
 
 __all__ = ["CHUNK_SIZE", "CallbackOutbox", "CallbackPlan", "DueCallback"]
 

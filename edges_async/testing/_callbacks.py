@@ -25,13 +25,15 @@ from typing import TYPE_CHECKING
 import anyio
 import httpx
 
+from edges_async._backoff import to_seconds
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from anyio.abc import TaskGroup
 
     from ._callback_plans import CallbackOutbox, CallbackPlan, DueCallback
-    from ._state import SimClock
+    from ._clock import SimClock
 
 __all__ = ["ATTEMPT_TIMEOUT", "MAX_CONCURRENT", "CallbackDelivery", "CallbackSender"]
 
@@ -66,8 +68,8 @@ class CallbackDelivery:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def _seconds(delay: float | timedelta) -> float:
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+def _retry_delay(delay: float | timedelta) -> float:
+    seconds = to_seconds(delay)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"callback retry delays must be finite and >= 0, got {delay!r}")
     return seconds
@@ -86,7 +88,7 @@ class CallbackSender:
     ) -> None:
         self._outbox = outbox
         self._clock = clock
-        self._retry_delays = tuple(_seconds(delay) for delay in retry_delays)
+        self._retry_delays = tuple(_retry_delay(delay) for delay in retry_delays)
         self._active = False
         self._wake: anyio.Event | None = None
         self.deliveries: list[CallbackDelivery] = []

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from ._state import RunSnapshot, SimulatedRun
+    from ._run import RunSnapshot, SimulatedRun
     from ._validation import ListQuery
 
 __all__ = ["list_runs"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._sealing import Sealer
 
-__all__ = ["CursorCodec", "output_page", "output_record"]
+__all__ = ["CursorCodec", "output_page"]
 
 _MASK = (1 << 64) - 1
 _GAMMA = 0x9E3779B97F4A7C15
@@ -128,11 +128,6 @@ def _fold(seed: int) -> int:
         folded ^= seed & _MASK
         seed >>= 64
     return folded
-
-
-def output_record(seed: int, index: int) -> dict[str, Any]:
-    """Output ``index`` of the run whose output seed is ``seed``."""
-    return _record(_fold(seed), index)
 
 
 def _record(seed64: int, index: int) -> dict[str, Any]:

@@ -18,13 +18,14 @@ from ._listing import list_runs
 from ._live import LiveCursors, live_count, live_page
 from ._outputs import CursorCodec, output_page
 from ._rate_limits import Decision, RateLimits, WindowKind, retry_after_header
-from ._state import TERMINAL_STATUSES, RunScript, SimulatedRun, Workspace
+from ._run import TERMINAL_STATUSES, RunSpec
+from ._scripts import RunScript
 from ._validation import (
-    check_run_uid,
     parse_async_body,
     parse_list_query,
     parse_live_body,
     parse_outputs_query,
+    parse_run_uid_param,
     parse_schedule_body,
 )
 from ._wire import APIError, json_response
@@ -35,7 +36,9 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from ._run import SimulatedRun
     from ._validation import AsyncLaunch
+    from ._workspace import Workspace
     from ._world import World
 
 __all__ = ["EdgesApi"]
@@ -168,7 +171,7 @@ class EdgesApi:
         return APIError(429, message, headers=headers)
 
     def _find_run(self, request: Request, caller: _Caller, moment: float) -> SimulatedRun:
-        uid = check_run_uid(request.path_params["run_uid"])
+        uid = parse_run_uid_param(request.path_params["run_uid"])
         run = self._world.run(uid)
         if run is None or run.workspace is not caller.workspace or run.is_archived(moment):
             raise APIError(404, f"Run {uid} not found", scope="input")
@@ -201,8 +204,8 @@ class EdgesApi:
     def _create_run(
         self, caller: _Caller, action: str, now: float, script: RunScript, launch: AsyncLaunch
     ) -> SimulatedRun:
-        return self._world.create_run(
-            caller.workspace,
+        spec = RunSpec(
+            workspace=caller.workspace,
             user_uid=caller.user_uid,
             action_name=action,
             execution_mode="ASYNC",
@@ -213,6 +216,7 @@ class EdgesApi:
             input_count=launch.input_count,
             first_input=launch.first_input,
         )
+        return self._world.create_run(spec)
 
     async def _launch_live(self, request: Request, caller: _Caller) -> Response:
         launch = parse_live_body(await request.body())
@@ -231,8 +235,8 @@ class EdgesApi:
         else:
             start = 0
             script = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 0.0)), outputs=total)
-            self._world.create_run(
-                caller.workspace,
+            spec = RunSpec(
+                workspace=caller.workspace,
                 user_uid=caller.user_uid,
                 action_name=action,
                 execution_mode="LIVE",
@@ -241,6 +245,7 @@ class EdgesApi:
                 parameters=launch.parameters,
                 first_input=launch.input,
             )
+            self._world.create_run(spec)
         start = min(start, total)
         stop = min(start + self._live_page_size, total)
         headers: dict[str, str] = {}

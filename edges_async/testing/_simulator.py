@@ -2,7 +2,7 @@
 
 A request meets the fault rules first (:mod:`._faults`), then the API's routes
 (:mod:`._routes`); either way it ends in the request log (:mod:`._log`). Run
-state lives in :mod:`._world` and :mod:`._state` and is computed from the
+state lives in :mod:`._world` and :mod:`._run` and is computed from the
 clock at request time.
 """
 
@@ -14,9 +14,11 @@ from urllib.parse import parse_qsl
 
 import anyio
 
+from edges_async._backoff import to_seconds, utc_now
 from edges_async._plans import PlanTier
 
 from ._callbacks import CallbackSender
+from ._clock import SimClock
 from ._faults import (
     PREMATCHED,
     FaultSet,
@@ -26,10 +28,11 @@ from ._faults import (
     send_malformed,
 )
 from ._log import RecordedRequest, merge_headers
+from ._profiles import RunProfile
 from ._rate_limits import WindowKind
 from ._routes import EdgesApi
+from ._run import RunSpec
 from ._server import serve_app
-from ._state import RunProfile, SimClock, utc_now
 from ._world import World
 
 if TYPE_CHECKING:
@@ -42,7 +45,9 @@ if TYPE_CHECKING:
 
     from ._callbacks import CallbackDelivery
     from ._faults import Fault
-    from ._state import RunScript, SimulatedRun, Workspace
+    from ._run import SimulatedRun
+    from ._scripts import RunScript
+    from ._workspace import Workspace
 
 __all__ = ["EdgesSimulator"]
 
@@ -161,14 +166,14 @@ class EdgesSimulator:
         """
         if execution_mode not in ("ASYNC", "LIVE"):
             raise ValueError("execution_mode must be 'ASYNC' or 'LIVE'")
-        seconds = age.total_seconds() if isinstance(age, timedelta) else float(age or 0.0)
+        seconds = to_seconds(age or 0.0)
         input_count = len(inputs) if inputs is not None else 1
         if script is None:
             max_results = (parameters or {}).get("max_results")
             capped = max_results if isinstance(max_results, int) else None
             script = self._world.random_script(input_count, capped)
-        return self._world.create_run(
-            workspace,
+        spec = RunSpec(
+            workspace=workspace,
             user_uid=workspace.user_uid,
             action_name=action_name,
             execution_mode=execution_mode,
@@ -179,6 +184,7 @@ class EdgesSimulator:
             input_count=input_count,
             first_input=inputs[0] if inputs else None,
         )
+        return self._world.create_run(spec)
 
     # -- inspecting ----------------------------------------------------------
 

@@ -32,11 +32,11 @@ __all__ = [
     "LiveLaunch",
     "OutputsQuery",
     "ScheduleLaunch",
-    "check_run_uid",
     "parse_async_body",
     "parse_list_query",
     "parse_live_body",
     "parse_outputs_query",
+    "parse_run_uid_param",
     "parse_schedule_body",
 ]
 
@@ -56,8 +56,8 @@ def _bad(message: str, label: str = "BAD_PARAMETERS") -> APIError:
     return APIError(400, message, label=label)
 
 
-def check_run_uid(value: str) -> str:
-    """The canonical (lower-case) form of a run uid from a path; 400 if malformed."""
+def parse_run_uid_param(value: str) -> str:
+    """The canonical (lower-case) form of the path's ``run_uid``; the API's 400 if malformed."""
     if _UUID.match(value) is None:
         raise _bad('params/run_uid must match format "uuid"')
     return value.lower().removeprefix("urn:uuid:")

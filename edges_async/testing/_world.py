@@ -7,15 +7,22 @@ import dataclasses
 import random
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edges_async._plans import PlanTier
 
 from ._callback_plans import CallbackOutbox
-from ._state import RunProfile, RunScript, SimClock, SimulatedRun, Workspace, random_script
+from ._profiles import random_script
+from ._run import SimulatedRun
+from ._workspace import Workspace
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
+
+    from ._clock import SimClock
+    from ._profiles import RunProfile
+    from ._run import RunSpec
+    from ._scripts import RunScript
 
 __all__ = ["World"]
 
@@ -126,42 +133,13 @@ class World:
         rng = random.Random(self.rng.getrandbits(64))
         return random_script(rng, self._profile, input_count, max_results)
 
-    def create_run(
-        self,
-        workspace: Workspace,
-        *,
-        user_uid: str,
-        action_name: str,
-        execution_mode: str,
-        created: float,
-        script: RunScript,
-        parameters: Mapping[str, Any] | None = None,
-        callback: Mapping[str, Any] | None = None,
-        input_count: int = 1,
-        first_input: Mapping[str, Any] | None = None,
-    ) -> SimulatedRun:
-        """Register a new run following ``script`` from clock reading ``created``.
-
-        A run with a ``callback`` joins the callback outbox.
-        """
-        run = SimulatedRun(
-            clock=self.clock,
-            run_id=self._next_run_id,
-            uid=self.new_uid(),
-            workspace=workspace,
-            user_uid=user_uid,
-            action_name=action_name,
-            execution_mode=execution_mode,
-            created=created,
-            script=script,
-            parameters=parameters,
-            callback=callback,
-            input_count=input_count,
-            first_input=first_input,
-        )
+    def create_run(self, spec: RunSpec) -> SimulatedRun:
+        """Register a new run made from ``spec``; a run with a ``callback`` joins the outbox."""
+        run_id, uid = self._next_run_id, self.new_uid()
+        run = SimulatedRun(clock=self.clock, run_id=run_id, uid=uid, spec=spec)
         self._next_run_id += 1
         self._runs[run.uid] = run
-        self._workspace_runs.setdefault(workspace.uid, []).append(run)
+        self._workspace_runs.setdefault(spec.workspace.uid, []).append(run)
         if run.callback is not None:
             self.callbacks.add(run)
         return run

@@ -1,41 +1,38 @@
-"""The simulator's world: its clock, workspaces, runs and their timelines.
+"""``SimulatedRun``: one run's timeline, read at any clock reading, and its wire shapes.
 
 A run never changes in the background. It holds a *timeline*: the clock times
 at which its status changes, and knots of a piecewise-linear output count.
 Every read computes the status and the visible outputs at the clock's current
 reading, so no task has to tick, and fake loop time (looptime) drives it.
+A run is made from a :class:`RunSpec`: what its launch (or a test) asked for.
 """
 
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 import zlib
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-
-from edges_async._plans import PlanTier
 
 from ._wire import format_time
 
 if TYPE_CHECKING:
-    import random
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping
+    from datetime import datetime
+
+    from ._clock import SimClock
+    from ._scripts import RunScript
+    from ._workspace import Workspace
 
 __all__ = [
     "ARCHIVE_AFTER_SECONDS",
     "KNOWN_ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
-    "RunProfile",
-    "RunScript",
     "RunSnapshot",
-    "SimClock",
+    "RunSpec",
     "SimulatedRun",
-    "Workspace",
-    "random_script",
-    "utc_now",
 ]
 
 TERMINAL_STATUSES = frozenset(
@@ -61,197 +58,22 @@ _DEFAULT_FAILURE: dict[str, Any] = {
 }
 
 
-class SimClock:
-    """The simulator's clock: seconds from a callable, mapped onto wall time.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSpec:
+    """What a new run is made of: its owner, action, mode, start, script and launch body."""
 
-    The first reading is the origin: it maps to ``start_time``, and the fixed
-    rate-limit windows count minutes from it. Nothing reads the clock before the
-    first request or seeded run, so a simulator can be built outside an event loop.
-    """
-
-    __slots__ = ("_origin", "_read", "start_time")
-
-    def __init__(self, read: Callable[[], float], start_time: datetime) -> None:
-        self._read = read
-        self._origin: float | None = None
-        self.start_time = start_time
-
-    def now(self) -> float:
-        """The clock's current reading."""
-        moment = self._read()
-        if self._origin is None:
-            self._origin = moment
-        return moment
-
-    def elapsed(self, moment: float) -> float:
-        """Seconds from the first reading to ``moment``."""
-        if self._origin is None:
-            self.now()
-        assert self._origin is not None
-        return moment - self._origin
-
-    def wall(self, moment: float) -> datetime:
-        """The wall-clock time (aware, UTC) of a clock reading."""
-        return self.start_time + timedelta(seconds=self.elapsed(moment))
-
-    def __repr__(self) -> str:
-        return f"SimClock(origin={self._origin!r}, start_time={self.start_time.isoformat()})"
-
-
-@dataclass(frozen=True, slots=True)
-class RunScript:
-    """The exact lifecycle of one simulated run.
-
-    ``steps`` are ``(status, seconds after creation)`` pairs, in order, the
-    first at 0. A status may be any string (``"ARCHIVING"``, ``"pending"``) or
-    ``None``, to test a client against values it does not know.
-
-    ``outputs`` appear linearly from the first ``RUNNING`` step to the first
-    terminal step and are all visible from the terminal step on; without a
-    terminal step they all appear at the last step. ``last_error`` shows from
-    that step on (a ``FAILED`` run gets a ``NO_RESULT`` error if none is given).
-    ``postponed_until`` is a datetime, or a timedelta after creation.
-    ``resume_outputs`` are the outputs a ``BLOCKED`` run adds once resumed.
-
-    Example: ``RunScript(steps=(("CREATED", 0), ("RUNNING", 1), ("FAILED", 5)), outputs=0)``
-    is a run that fails five seconds after its launch.
-    """
-
-    steps: Sequence[tuple[str | None, float]] = (
-        ("CREATED", 0.0),
-        ("QUEUED", 1.0),
-        ("RUNNING", 2.0),
-        ("SUCCEEDED", 10.0),
-    )
-    outputs: int = 10
-    postponed_until: datetime | timedelta | None = None
-    last_error: Mapping[str, Any] | None = None
-    resume_outputs: int = 0
-
-    def __post_init__(self) -> None:
-        steps = tuple((status, float(offset)) for status, offset in self.steps)
-        if not steps:
-            raise ValueError("a RunScript needs at least one step")
-        if steps[0][1] != 0.0:
-            raise ValueError("the first step of a RunScript must be at 0 seconds")
-        if any(later[1] < earlier[1] for earlier, later in itertools.pairwise(steps)):
-            raise ValueError("RunScript steps must be in time order")
-        if self.outputs < 0 or self.resume_outputs < 0:
-            raise ValueError("output counts cannot be negative")
-        if isinstance(self.postponed_until, datetime) and self.postponed_until.tzinfo is None:
-            raise ValueError("postponed_until must be an aware datetime")
-        object.__setattr__(self, "steps", steps)
-
-
-def _default_weights() -> dict[str, float]:
-    return {
-        "SUCCEEDED": 0.80,
-        "PARTIAL_SUCCEEDED": 0.06,
-        "FAILED": 0.06,
-        "BLOCKED": 0.03,
-        "STOPPED": 0.03,
-        "INVALID": 0.02,
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class RunProfile:
-    """Knobs for the random lifecycle of runs launched without a script.
-
-    A run is CREATED, QUEUED after ``created_seconds``, RUNNING after a further
-    ``queued_seconds`` (both uniform ranges), and ends after a log-normal running
-    time (median ``running_median_seconds``, shape ``running_sigma``, capped at
-    ``running_max_seconds``) in a terminal status drawn with ``terminal_weights``.
-    It makes ``outputs_per_input`` (a uniform range) outputs per input, capped by
-    ``parameters.max_results`` per input; PARTIAL_SUCCEEDED, BLOCKED and STOPPED
-    runs keep 20-90 % of them, FAILED and INVALID runs none.
-    """
-
-    created_seconds: tuple[float, float] = (0.1, 0.5)
-    queued_seconds: tuple[float, float] = (0.5, 3.0)
-    running_median_seconds: float = 20.0
-    running_sigma: float = 1.0
-    running_max_seconds: float = 1800.0
-    terminal_weights: Mapping[str, float] = field(default_factory=_default_weights)
-    outputs_per_input: tuple[float, float] = (1.0, 5.0)
-
-    def __post_init__(self) -> None:
-        for low, high in (self.created_seconds, self.queued_seconds, self.outputs_per_input):
-            if not 0 <= low <= high:
-                raise ValueError("ranges must satisfy 0 <= low <= high")
-        if self.running_median_seconds <= 0 or self.running_max_seconds <= 0:
-            raise ValueError("running times must be positive")
-        if not self.terminal_weights or min(self.terminal_weights.values()) < 0:
-            raise ValueError("terminal_weights needs at least one non-negative weight")
-        if sum(self.terminal_weights.values()) <= 0:
-            raise ValueError("terminal_weights must not all be zero")
-
-
-def random_script(
-    rng: random.Random, profile: RunProfile, input_count: int, max_results: int | None
-) -> RunScript:
-    """A seeded random lifecycle for a run of ``input_count`` inputs."""
-    queued = rng.uniform(*profile.created_seconds)
-    running = queued + rng.uniform(*profile.queued_seconds)
-    statuses = list(profile.terminal_weights)
-    terminal = rng.choices(statuses, weights=[profile.terminal_weights[s] for s in statuses])[0]
-    duration = min(
-        profile.running_max_seconds,
-        rng.lognormvariate(math.log(profile.running_median_seconds), profile.running_sigma),
-    )
-    per_input = rng.uniform(*profile.outputs_per_input)
-    if max_results is not None:
-        per_input = min(per_input, float(max_results))
-    total = round(input_count * per_input)
-    if terminal == "INVALID":
-        return RunScript(steps=(("CREATED", 0.0), ("INVALID", queued)), outputs=0)
-    if terminal == "FAILED":
-        total = 0
-    elif terminal != "SUCCEEDED":
-        total = round(total * rng.uniform(0.2, 0.9))
-    steps = (
-        ("CREATED", 0.0),
-        ("QUEUED", queued),
-        ("RUNNING", running),
-        (terminal, running + duration),
-    )
-    return RunScript(steps=steps, outputs=total)
-
-
-class Workspace:
-    """A simulated Edges workspace: its uid, plan and members' API keys.
-
-    Each API key is one member (a ``user_uid``); runs launched with a key
-    belong to that member. The first key's member owns runs seeded with
-    :meth:`EdgesSimulator.add_run`.
-    """
-
-    __slots__ = ("_members", "plan", "uid")
-
-    def __init__(self, uid: str, plan: PlanTier) -> None:
-        self.uid = uid
-        self.plan = plan
-        self._members: dict[str, str] = {}
-
-    @property
-    def api_keys(self) -> tuple[str, ...]:
-        """The API keys that authenticate as this workspace."""
-        return tuple(self._members)
-
-    @property
-    def user_uid(self) -> str:
-        """The uid of the workspace's first member (its first API key)."""
-        return next(iter(self._members.values()))
-
-    def user_uid_for(self, api_key: str) -> str:
-        """The uid of the member an API key belongs to (``KeyError`` if none)."""
-        return self._members[api_key]
-
-    def _add_member(self, api_key: str, user_uid: str) -> None:
-        self._members[api_key] = user_uid
-
-    def __repr__(self) -> str:
-        return f"Workspace(uid={self.uid!r}, plan={self.plan.value!r}, keys={len(self._members)})"
+    workspace: Workspace
+    user_uid: str
+    action_name: str
+    execution_mode: str
+    created: float
+    """The clock reading the run was created at."""
+    script: RunScript
+    parameters: Mapping[str, Any] | None = None
+    callback: Mapping[str, Any] | None = None
+    input_count: int = 1
+    first_input: Mapping[str, Any] | None = None
+    """The run's first input object, as launched (callbacks carry it)."""
 
 
 @dataclass(slots=True)
@@ -297,41 +119,28 @@ class SimulatedRun:
         "workspace",
     )
 
-    def __init__(
-        self,
-        *,
-        clock: SimClock,
-        run_id: int,
-        uid: str,
-        workspace: Workspace,
-        user_uid: str,
-        action_name: str,
-        execution_mode: str,
-        created: float,
-        script: RunScript,
-        parameters: Mapping[str, Any] | None = None,
-        callback: Mapping[str, Any] | None = None,
-        input_count: int = 1,
-        first_input: Mapping[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, *, clock: SimClock, run_id: int, uid: str, spec: RunSpec) -> None:
         self._clock = clock
         self.id = run_id
         self.uid = uid
-        self.workspace = workspace
-        self.user_uid = user_uid
-        self.action_name = action_name
-        self.execution_mode = execution_mode
-        self.created = created
-        self.parameters: dict[str, Any] = dict(parameters or {})
-        self.callback: dict[str, Any] | None = dict(callback) if callback is not None else None
-        self.input_count = input_count
+        self.workspace = spec.workspace
+        self.user_uid = spec.user_uid
+        self.action_name = spec.action_name
+        self.execution_mode = spec.execution_mode
+        self.created = created = spec.created
+        self.parameters: dict[str, Any] = dict(spec.parameters or {})
+        self.callback: dict[str, Any] | None = (
+            dict(spec.callback) if spec.callback is not None else None
+        )
+        self.input_count = spec.input_count
         self.first_input: dict[str, Any] | None = (
-            dict(first_input) if first_input is not None else None
+            dict(spec.first_input) if spec.first_input is not None else None
         )
         """The run's first input object, as launched (callbacks carry it)."""
         self.cancelled_at: float | None = None
         """The clock reading of ``POST /cancel``, if the run was cancelled."""
         self.output_seed = int(uid.replace("-", ""), 16)
+        script = spec.script
         self.resume_outputs = script.resume_outputs
         self._times = [created + offset for _, offset in script.steps]
         self._statuses = [status for status, _ in script.steps]
@@ -545,8 +354,3 @@ class SimulatedRun:
             f"SimulatedRun(uid={self.uid!r}, action_name={self.action_name!r}, "
             f"execution_mode={self.execution_mode!r})"
         )
-
-
-def utc_now() -> datetime:
-    """The current wall time, aware and in UTC."""
-    return datetime.now(timezone.utc)
