@@ -26,15 +26,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio.to_thread
 
 from ._exceptions import IncompleteExportError
 from ._export_lock import locked_part
-
-if TYPE_CHECKING:
-    from .resources import Runs
+from ._http import HTTPCore, parse_model
+from ._models import Run
+from ._pagination import output_pages
 
 __all__ = ["export_outputs"]
 
@@ -122,11 +122,11 @@ def _finish(part: Path, target: Path, checkpoint: Path) -> None:
 
 
 async def _copy_pages(
-    runs: Runs, state: _Checkpoint, part: Path, checkpoint: Path, page_size: int
+    core: HTTPCore, state: _Checkpoint, part: Path, checkpoint: Path, page_size: int
 ) -> _Checkpoint:
     await anyio.to_thread.run_sync(_truncate, part, state.size)
-    pages = runs.output_pages(state.run_uid, page_size=page_size, cursor=state.next_cursor)
-    async with contextlib.aclosing(pages):  # type: ignore[type-var]
+    pages = output_pages(core, state.run_uid, page_size=page_size, cursor=state.next_cursor)
+    async with contextlib.aclosing(pages):
         async for page in pages:
             if page.next_cursor is None and not page.is_last:
                 # Its next link was refused and names no cursor to go on from:
@@ -147,12 +147,18 @@ async def _copy_pages(
     return state
 
 
+async def _output_count(core: HTTPCore, run_uid: str) -> int | None:
+    """The run's ``output_count`` as the API reports it now."""
+    return parse_model(Run, await core.get(f"/runs/{run_uid}")).output_count
+
+
 async def export_outputs(
-    runs: Runs, run_uid: str, path: str | os.PathLike[str], *, page_size: int
+    core: HTTPCore, run_uid: str, path: str | os.PathLike[str], *, page_size: int
 ) -> int:
     """Write every output of ``run_uid`` to ``path`` as JSON Lines; return how many.
 
-    ``ExportInProgressError`` at once if another export to ``path`` is running.
+    ``run_uid`` is taken as already checked. ``ExportInProgressError`` at once
+    if another export to ``path`` is running.
     """
     target = Path(path)
     part = target.with_name(target.name + ".part")
@@ -162,8 +168,8 @@ async def export_outputs(
         reported = 0
         for attempt in range(2):
             if not state.complete:
-                state = await _copy_pages(runs, state, part, checkpoint, page_size)
-            expected = (await runs.get(run_uid)).output_count
+                state = await _copy_pages(core, state, part, checkpoint, page_size)
+            expected = await _output_count(core, run_uid)
             if expected is None or expected == state.count:
                 await anyio.to_thread.run_sync(_finish, part, target, checkpoint)
                 return state.count

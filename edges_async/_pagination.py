@@ -1,10 +1,14 @@
-"""Cursor pagination of run outputs: following ``X-Pagination-Next`` safely."""
+"""Cursor pagination of run outputs: following ``X-Pagination-Next`` safely.
+
+The judge of a next link (:func:`next_link_problem`) serves live answers too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,17 +17,23 @@ import httpx
 from ._config import same_origin
 from ._exceptions import EdgesError, PaginationError
 from ._http import HTTPCore, QueryParams, decode_json, invalid_response
+from ._params import check_int_range
 from ._redaction import scrub
 
 __all__ = [
+    "MAX_PAGE_SIZE",
+    "MAX_READ_AHEAD",
     "OutputsPage",
     "iterate_output_pages",
     "link_cursor",
     "next_link_problem",
     "next_page_url",
+    "output_pages",
 ]
 
 NEXT_PAGE_HEADER = "X-Pagination-Next"
+MAX_PAGE_SIZE = 500  # outputs per page, at most
+MAX_READ_AHEAD = 4  # pages fetched ahead of the caller, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +91,20 @@ def link_cursor(link: httpx.URL | str | None) -> str | None:
 
 
 def next_link_problem(
-    link: httpx.URL | str | None, this_url: httpx.URL, route: httpx.URL, followed: set[str]
+    link: httpx.URL | str | None,
+    this_url: httpx.URL,
+    route: httpx.URL,
+    followed: AbstractSet[str],
 ) -> PaginationError | None:
-    """Why following ``link`` is unsafe, or ``None`` (then it joins ``followed``).
+    """Why following ``link`` is unsafe, or ``None``; it only judges, recording nothing.
 
     ``this_url`` is the URL the page came from and ``route`` the URL the
     caller asked for (on the base URL's origin). A link must be a well-formed
     URL, on ``route``'s origin (else the API key would go elsewhere), without
     credentials, on exactly ``route``'s path (compared percent-encoded, so
     ``/outputs/`` or ``/outpu%74s`` is another path), and new: one seen before
-    means the server is looping. Messages never quote a malformed link.
+    means the server is looping (the caller adds each link it follows to
+    ``followed``). Messages never quote a malformed link.
     """
     if link is None:
         return None
@@ -115,7 +129,6 @@ def next_link_problem(
     key = str(link)
     if key in followed or link == this_url:
         return PaginationError(f"The API sent the same next page twice ({key}): stopping.")
-    followed.add(key)
     return None
 
 
@@ -139,9 +152,13 @@ def _path(url: httpx.URL) -> bytes:
 
 
 class _Pages:
-    """Fetches pages one after another, judging each next link before following it."""
+    """Fetches pages one after another, judging each next link before following it.
 
-    __slots__ = ("_core", "_followed", "_params", "_route", "_url")
+    A refused link does not cost the page carrying it: :meth:`next` returns the
+    page and keeps the refusal, raising it on the following call.
+    """
+
+    __slots__ = ("_core", "_followed", "_params", "_refused", "_route", "_url")
 
     def __init__(self, core: HTTPCore, run_uid: str, page_size: int, cursor: str | None) -> None:
         self._core = core
@@ -151,9 +168,15 @@ class _Pages:
         if cursor is not None:
             self._params = [("limit", page_size), ("cursor", cursor)]
         self._followed: set[str] = set()
+        self._refused: PaginationError | None = None  # the last page's next link, refused
 
-    async def next(self) -> tuple[OutputsPage, PaginationError | None] | None:
-        """The next page and the error that moving past it will raise; ``None`` at the end."""
+    async def next(self) -> OutputsPage | None:
+        """The next page, or ``None`` at the end.
+
+        ``PaginationError`` if the page returned last time had its next link refused.
+        """
+        if self._refused is not None:
+            raise self._refused
         if self._url is None:
             return None
         response = await self._core.get(self._url, self._params)
@@ -169,10 +192,29 @@ class _Pages:
             next_cursor=scrub(cursor) if cursor is not None else None,
             next_url=scrub(str(link)) if link is not None else None,
         )
-        problem = next_link_problem(link, response.request.url, self._route, self._followed)
-        self._url = link if problem is None and isinstance(link, httpx.URL) else None
+        self._refused = next_link_problem(link, response.request.url, self._route, self._followed)
+        self._url = None
         self._params = None
-        return page, problem
+        if self._refused is None and isinstance(link, httpx.URL):
+            self._followed.add(str(link))
+            self._url = link
+        return page
+
+
+def output_pages(
+    core: HTTPCore, run_uid: str, *, page_size: int, cursor: str | None, read_ahead: int = 0
+) -> AsyncGenerator[OutputsPage, None]:
+    """The pages of ``run_uid``'s outputs (see :func:`iterate_output_pages`).
+
+    The arguments are checked here, before any request: ``page_size`` 1 to
+    ``MAX_PAGE_SIZE``, ``read_ahead`` 0 to ``MAX_READ_AHEAD``, ``cursor`` a
+    non-empty string or ``None``. ``run_uid`` is taken as already checked.
+    """
+    check_int_range("page_size", page_size, 1, MAX_PAGE_SIZE)
+    check_int_range("read_ahead", read_ahead, 0, MAX_READ_AHEAD)
+    if cursor is not None and (not isinstance(cursor, str) or not cursor):
+        raise ValueError(f"cursor must be a non-empty string, got {cursor!r}")
+    return iterate_output_pages(core, run_uid, page_size, cursor, read_ahead)
 
 
 async def iterate_output_pages(
@@ -192,12 +234,9 @@ async def iterate_output_pages(
     resume = cursor
     try:
         if read_ahead <= 0:
-            while (fetched := await pages.next()) is not None:
-                page, problem = fetched
+            while (page := await pages.next()) is not None:
                 resume = page.next_cursor
                 yield page
-                if problem is not None:
-                    raise problem
         else:
             async for page in _read_ahead(pages, read_ahead):
                 resume = page.next_cursor
@@ -231,14 +270,10 @@ async def _read_ahead(pages: _Pages, depth: int) -> AsyncGenerator[OutputsPage, 
         try:
             while True:
                 await slots.acquire()
-                fetched = await pages.next()
-                if fetched is None:
+                page = await pages.next()
+                if page is None:
                     break
-                page, problem = fetched
                 queue.put_nowait(page)
-                if problem is not None:
-                    queue.put_nowait(problem)
-                    return
         except Exception as exc:  # handed to the caller, in order
             queue.put_nowait(exc)
             return

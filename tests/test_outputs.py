@@ -154,7 +154,7 @@ async def test_leaving_early_stops_the_read_ahead(
     await anyio.sleep(2)
     pages = client.runs.output_pages(run.uid, page_size=100, read_ahead=2)
     await anext(pages)
-    await pages.aclose()  # type: ignore[attr-defined]
+    await pages.aclose()
     sent = len(simulator.requests)
     await anyio.sleep(60)
     assert len(simulator.requests) == sent
@@ -208,7 +208,7 @@ async def test_read_ahead_stays_within_its_depth(
         await anyio.sleep(30)  # the caller is slow: let the prefetch run as far as it may
         requested = sum(1 for r in simulator.requests if r.path.endswith("/outputs"))
         assert requested == taken + read_ahead
-    await pages.aclose()  # type: ignore[attr-defined]
+    await pages.aclose()
 
 
 @pytest.mark.parametrize("read_ahead", [0, 2])

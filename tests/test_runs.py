@@ -302,7 +302,7 @@ async def test_output_pages_resume_from_a_cursor(
     await anyio.sleep(2)
     pages = client.runs.output_pages(run.uid, page_size=10)
     first = await anext(pages)
-    await pages.aclose()  # type: ignore[attr-defined]
+    await pages.aclose()
     assert first.next_cursor is not None
     rest = [item["index"] async for item in client.runs.outputs(run.uid, cursor=first.next_cursor)]
     assert [item["index"] for item in first.items] + rest == list(range(25))

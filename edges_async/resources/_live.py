@@ -1,7 +1,8 @@
 """``LiveResult``: the answer of a live action, and the way to its further pages.
 
-A large live answer continues at the ``X-Pagination-Next`` URL, fetched by
-POSTing the same body there (API.md); the cursor expires after 24 hours.
+A large live answer continues at the ``X-Pagination-Next`` URL: the API serves
+the next page to a POST of the same body there, and the cursor in that URL
+expires after 24 hours.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ async def fetch_live_page(
     the ``PaginationError`` to raise once this page's results are delivered:
     the next link is judged as the outputs' are (well formed, same origin,
     same path as ``url``, never twice), and a refused link never costs the
-    results already paid for. ``followed`` holds the links of this answer seen so far.
+    results already paid for. ``followed`` holds the links of this answer seen so
+    far; the next link joins it when it is to be followed.
     """
     response = await core.request("POST", url, json=body)
     payload = decode_json(response)
@@ -40,7 +42,10 @@ async def fetch_live_page(
     problem = next_link_problem(link, response.request.url, url, followed)
     if problem is not None:
         return payload, problem
-    return payload, link if isinstance(link, httpx.URL) else None
+    if isinstance(link, httpx.URL):
+        followed.add(str(link))
+        return payload, link
+    return payload, None
 
 
 @final

@@ -11,7 +11,7 @@ from typing import Any, final
 from .._export import export_outputs
 from .._http import HTTPCore, QueryParams, parse_model, parse_models
 from .._models import ExecutionMode, Run, RunStatus
-from .._pagination import OutputsPage, iterate_output_pages
+from .._pagination import MAX_PAGE_SIZE, OutputsPage, output_pages
 from .._params import array_param, check_int_range, check_run_uid, uid_array_param
 
 __all__ = ["Runs"]
@@ -19,8 +19,6 @@ __all__ = ["Runs"]
 _MAX_SORT_FIELDS = 10
 _MAX_SORT_FIELD_LENGTH = 128
 _MAX_LIST_PAGE = 100
-_MAX_OUTPUTS_PAGE = 500
-_MAX_READ_AHEAD = 4
 
 UidFilter = str | uuid.UUID | Iterable[str | uuid.UUID] | None
 
@@ -81,7 +79,7 @@ class Runs:
         page_size: int = 500,
         cursor: str | None = None,
         read_ahead: int = 0,
-    ) -> AsyncIterator[OutputsPage]:
+    ) -> AsyncGenerator[OutputsPage, None]:
         """The run's outputs page by page, following ``X-Pagination-Next``.
 
         ``page_size`` is 1..500. Pass a saved ``page.next_cursor`` as ``cursor``
@@ -97,17 +95,10 @@ class Runs:
         ...     save(page.items)
         ...     checkpoint(page.next_cursor)
         """
-        return self._pages(run_uid, page_size, cursor, read_ahead)
-
-    def _pages(
-        self, run_uid: str | uuid.UUID, page_size: int, cursor: str | None, read_ahead: int
-    ) -> AsyncGenerator[OutputsPage, None]:
         uid = check_run_uid(run_uid)
-        check_int_range("page_size", page_size, 1, _MAX_OUTPUTS_PAGE)
-        check_int_range("read_ahead", read_ahead, 0, _MAX_READ_AHEAD)
-        if cursor is not None and (not isinstance(cursor, str) or not cursor):
-            raise ValueError(f"cursor must be a non-empty string, got {cursor!r}")
-        return iterate_output_pages(self._core, uid, page_size, cursor, read_ahead)
+        return output_pages(
+            self._core, uid, page_size=page_size, cursor=cursor, read_ahead=read_ahead
+        )
 
     def outputs(
         self,
@@ -116,7 +107,7 @@ class Runs:
         page_size: int = 500,
         cursor: str | None = None,
         read_ahead: int = 0,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Every output of the run, one dict at a time, fetched page by page.
 
         Takes the arguments of :meth:`output_pages`.
@@ -124,7 +115,10 @@ class Runs:
         >>> async for output in client.runs.outputs(run_uid):
         ...     print(output)
         """
-        return self._iterate_outputs(self._pages(run_uid, page_size, cursor, read_ahead))
+        pages = self.output_pages(
+            run_uid, page_size=page_size, cursor=cursor, read_ahead=read_ahead
+        )
+        return self._iterate_outputs(pages)
 
     async def export_outputs(
         self, run_uid: str | uuid.UUID, path: str | os.PathLike[str], *, page_size: int = 500
@@ -140,14 +134,14 @@ class Runs:
         >>> count = await client.runs.export_outputs(run_uid, "outputs.jsonl")
         """
         uid = check_run_uid(run_uid)
-        check_int_range("page_size", page_size, 1, _MAX_OUTPUTS_PAGE)
+        check_int_range("page_size", page_size, 1, MAX_PAGE_SIZE)
         self._core.check_usable()  # before the disk is touched: nothing is left beside ``path``
-        return await export_outputs(self, uid, path, page_size=page_size)
+        return await export_outputs(self._core, uid, path, page_size=page_size)
 
     @staticmethod
     async def _iterate_outputs(
         pages: AsyncGenerator[OutputsPage, None],
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         async with contextlib.aclosing(pages):
             async for page in pages:
                 for item in page.items:

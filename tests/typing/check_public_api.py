@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,12 @@ async def client_surface(client: ea.AsyncClient, uid: str, other: uuid.UUID) -> 
     assert_type(await client.runs.resume(uid), ea.Run)
     assert_type(await client.runs.cancel(uid), ea.Run)
     assert_type(client.runs.list(status=["RUNNING", ea.RunStatus.QUEUED]), AsyncIterator[ea.Run])
-    assert_type(client.runs.outputs(uid, read_ahead=1), AsyncIterator[dict[str, Any]])
-    assert_type(client.runs.output_pages(uid, cursor="c"), AsyncIterator[ea.OutputsPage])
+    outputs = client.runs.outputs(uid, read_ahead=1)
+    assert_type(outputs, AsyncGenerator[dict[str, Any], None])
+    await outputs.aclose()
+    pages = client.runs.output_pages(uid, cursor="c")
+    assert_type(pages, AsyncGenerator[ea.OutputsPage, None])
+    await pages.aclose()
     assert_type(await client.runs.export_outputs(uid, Path("out.jsonl")), int)
     assert_type(
         await client.actions.run_async("a", inputs=[{}], callback=ea.Callback(url="https://x")),
