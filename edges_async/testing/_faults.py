@@ -1,4 +1,4 @@
-"""Fault injection: rules that make chosen requests slow, failing or broken.
+"""Fault rules: which requests to make slow, failing or broken, and how.
 
 Rules are matched in the order they were added, before authentication and
 rate limiting; a faulted request consumes no budget. Each effect imitates
@@ -13,46 +13,24 @@ something a real network or server does:
 ==============  ==============================================================
 
 ``refuse`` needs the in-process transport (:meth:`EdgesSimulator.transport`),
-which raises before calling the app; over a real socket the server can only
-drop the connection, so ``refuse`` behaves as ``drop`` there.
+which can raise before any answer; over a real socket the server can only
+drop the connection, so ``refuse`` behaves as ``drop`` there. This module holds
+the rules; :mod:`._fault_injection` decides, applies and logs them.
 """
 
 from __future__ import annotations
 
-import contextvars
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import anyio
-import httpx
-from starlette.responses import Response
-
-from ._wire import (
-    JSON_CONTENT_TYPE,
-    default_error_label,
-    default_error_scope,
-    dump_json,
-    error_body,
-)
+from edges_async._backoff import to_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
-    from starlette.types import ASGIApp, Send
-
-__all__ = [
-    "PREMATCHED",
-    "Fault",
-    "FaultSet",
-    "Prematch",
-    "SimulatedDisconnect",
-    "SimulatorTransport",
-    "fault_response",
-    "send_drop",
-    "send_malformed",
-]
+__all__ = ["Fault", "FaultSet"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,9 +83,7 @@ class Fault:
     @property
     def delay_seconds(self) -> float:
         """``delay`` in seconds."""
-        if isinstance(self.delay, timedelta):
-            return self.delay.total_seconds()
-        return float(self.delay)
+        return to_seconds(self.delay)
 
     @property
     def answers(self) -> bool:
@@ -165,103 +141,3 @@ class FaultSet:
 
     def __repr__(self) -> str:
         return f"FaultSet({self.pending!r})"
-
-
-class SimulatedDisconnect(Exception):
-    """Raised by the app when a ``drop`` fault kills the connection mid-response."""
-
-
-@dataclass(frozen=True, slots=True)
-class Prematch:
-    """The fault the in-process transport matched for the request it is sending."""
-
-    fault: Fault | None = field(default=None)
-
-
-#: Set by :class:`SimulatorTransport` around each call of the app, so the app
-#: does not match (and use up) the fault rules a second time.
-PREMATCHED: contextvars.ContextVar[Prematch | None] = contextvars.ContextVar(
-    "edges_simulator_prematched", default=None
-)
-
-
-def fault_response(fault: Fault, error_ref: str) -> Response:
-    """The answer of a ``status``/``body`` fault."""
-    status = fault.status if fault.status is not None else 200
-    media_type = JSON_CONTENT_TYPE
-    if isinstance(fault.body, bytes):
-        content = fault.body
-        media_type = "text/plain; charset=utf-8"
-    elif isinstance(fault.body, str):
-        content = fault.body.encode()
-        media_type = "text/plain; charset=utf-8"
-    elif fault.body is not None:
-        content = dump_json(fault.body)
-    else:
-        message = f"Simulated fault: HTTP {status}"
-        label, scope = default_error_label(status), default_error_scope(status)
-        content = dump_json(error_body(status, label, scope, message, error_ref))
-    headers = dict(fault.headers or {})
-    for name in list(headers):
-        if name.lower() == "content-type":
-            media_type = headers.pop(name)
-    return Response(content, status_code=status, headers=headers, media_type=media_type)
-
-
-async def send_drop(send: Send) -> None:
-    """Start a response, send part of its body, and die."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": b'[{"index":0,"full_', "more_body": True})
-    raise SimulatedDisconnect("simulated fault: connection dropped mid-response")
-
-
-async def send_malformed(send: Send) -> None:
-    """A 200 JSON response whose body is cut short."""
-    body = b'[{"index":0,"full_name":"Ada Lovel'
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class SimulatorTransport(httpx.AsyncBaseTransport):
-    """An in-process transport to the simulator that fails the way a network does.
-
-    It wraps ``httpx.ASGITransport(app=simulator)``; a ``refuse`` fault raises
-    ``httpx.ConnectError`` without calling the app, and a ``drop`` fault
-    surfaces as ``httpx.RemoteProtocolError``.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        faults: FaultSet,
-        on_refused: Callable[[httpx.Request, Fault], None],
-    ) -> None:
-        self._asgi = httpx.ASGITransport(app=app)
-        self._faults = faults
-        self._on_refused = on_refused
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send one request to the simulator."""
-        fault = self._faults.match(request.method, request.url.path)
-        if fault is not None and fault.refuse:
-            self._on_refused(request, fault)
-            await anyio.sleep(fault.delay_seconds)
-            raise httpx.ConnectError("simulated fault: connection refused", request=request)
-        token = PREMATCHED.set(Prematch(fault))
-        try:
-            return await self._asgi.handle_async_request(request)
-        except SimulatedDisconnect as exc:
-            raise httpx.RemoteProtocolError(
-                "Server disconnected without sending a complete response", request=request
-            ) from exc
-        finally:
-            PREMATCHED.reset(token)
-
-    async def aclose(self) -> None:
-        """Close the wrapped transport."""
-        await self._asgi.aclose()
-
-    def __repr__(self) -> str:
-        return f"SimulatorTransport(faults={len(self._faults)})"

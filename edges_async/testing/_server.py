@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 import uvicorn
 
-from ._faults import SimulatedDisconnect
+from ._fault_injection import SimulatedDisconnect
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

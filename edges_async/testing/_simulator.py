@@ -1,8 +1,8 @@
 """``EdgesSimulator``: the Edges runs API as an ASGI app, and the handles tests hold it by.
 
-A request meets the fault rules first (:mod:`._faults`), then the API's routes
-(:mod:`._routes`); either way it ends in the request log (:mod:`._log`). Run
-state lives in :mod:`._world` and :mod:`._run` and is computed from the
+A request meets the fault rules first, then the API's routes (:mod:`._routes`);
+either way it ends in the request log (:mod:`._fault_injection`, :mod:`._log`).
+Run state lives in :mod:`._world` and :mod:`._run` and is computed from the
 clock at request time.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import timedelta, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 import anyio
 
@@ -19,15 +18,9 @@ from edges_async._plans import PlanTier
 
 from ._callbacks import CallbackSender
 from ._clock import SimClock
-from ._faults import (
-    PREMATCHED,
-    FaultSet,
-    SimulatorTransport,
-    fault_response,
-    send_drop,
-    send_malformed,
-)
-from ._log import RecordedRequest, merge_headers
+from ._fault_injection import FaultInjector, SimulatorTransport
+from ._faults import FaultSet
+from ._log import RequestLog
 from ._profiles import RunProfile
 from ._rate_limits import WindowKind
 from ._routes import EdgesApi
@@ -41,10 +34,10 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     import httpx
-    from starlette.types import Message, Receive, Scope, Send
+    from starlette.types import Receive, Scope, Send
 
     from ._callbacks import CallbackDelivery
-    from ._faults import Fault
+    from ._log import RecordedRequest
     from ._run import SimulatedRun
     from ._scripts import RunScript
     from ._workspace import Workspace
@@ -110,12 +103,16 @@ class EdgesSimulator:
             live_page_size=live_page_size,
         )
         self._callbacks = CallbackSender(self._world.callbacks, self._clock, callback_retry_delays)
-        if max_logged_requests is not None and max_logged_requests < 1:
-            raise ValueError(f"max_logged_requests must be >= 1, got {max_logged_requests}")
-        self._requests: list[RecordedRequest] = []
-        self._max_logged = max_logged_requests
+        self._log = RequestLog(self._world.workspace_for_key, max_logged_requests)
         self.faults = FaultSet()
         """The fault rules: ``sim.faults.add(Fault(...))``, ``sim.faults.clear()``."""
+        self._entry = FaultInjector(
+            self._api.app,
+            faults=self.faults,
+            log=self._log,
+            clock=self._clock,
+            error_ref=self._api.error_ref,
+        )
 
     # -- setting up ----------------------------------------------------------
 
@@ -191,7 +188,7 @@ class EdgesSimulator:
     @property
     def requests(self) -> list[RecordedRequest]:
         """The request log, in the order the answers were given (clear it at will)."""
-        return self._requests
+        return self._log.entries
 
     @property
     def callback_deliveries(self) -> list[CallbackDelivery]:
@@ -232,7 +229,7 @@ class EdgesSimulator:
 
         >>> client = httpx.AsyncClient(transport=sim.transport(), base_url="https://api.edges.run")
         """
-        return SimulatorTransport(self, self.faults, on_refused=self._log_refused)
+        return SimulatorTransport(self, self.faults)
 
     def serve(self, *, host: str = "127.0.0.1", port: int = 0) -> AbstractAsyncContextManager[str]:
         """Serve the simulator with uvicorn in the running event loop while the block runs.
@@ -269,84 +266,13 @@ class EdgesSimulator:
     # -- ASGI ----------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The ASGI entry point: faults, then the routes."""
-        if scope["type"] != "http":
-            await self._api.app(scope, receive, send)
-            return
-        arrived = self._clock.now()
-        prematch = PREMATCHED.get()
-        method, path = scope["method"], scope["path"]
-        fault = prematch.fault if prematch is not None else self.faults.match(method, path)
-        status: int | None = None
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            if fault is not None and fault.delay_seconds > 0:
-                await anyio.sleep(fault.delay_seconds)
-            if fault is None or not (
-                fault.answers or fault.malformed or fault.drop or fault.refuse
-            ):
-                await self._api.app(scope, receive, recording_send)
-            elif fault.answers:
-                answer = fault_response(fault, self._api.error_ref())
-                await answer(scope, receive, recording_send)
-            elif fault.malformed:
-                await send_malformed(recording_send)
-            else:
-                # drop, or refuse over a real socket: the server can only hang up.
-                await send_drop(send)
-        finally:
-            self._log(arrived, scope, status, fault)
-
-    def _log(self, arrived: float, scope: Scope, status: int | None, fault: Fault | None) -> None:
-        headers = merge_headers(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
-        )
-        query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-        self._record(arrived, scope["method"], scope["path"], query, headers, status, fault)
-
-    def _log_refused(self, request: httpx.Request, fault: Fault) -> None:
-        headers = merge_headers(request.headers.multi_items())
-        query = list(request.url.params.multi_items())
-        now = self._clock.now()
-        self._record(now, request.method, request.url.path, query, headers, None, fault)
-
-    def _record(
-        self,
-        arrived: float,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]],
-        headers: dict[str, str],
-        status: int | None,
-        fault: Fault | None,
-    ) -> None:
-        workspace = self._world.workspace_for_key(headers.get("x-api-key", ""))
-        self._requests.append(
-            RecordedRequest(
-                time=arrived,
-                method=method,
-                path=path,
-                query=query,
-                headers=headers,
-                workspace_uid=workspace.uid if workspace is not None else None,
-                status_code=status,
-                fault=fault,
-            )
-        )
-        # Trim in chunks of a tenth, so the amortised cost per request stays O(1).
-        if self._max_logged is not None and len(self._requests) > self._max_logged * 1.1:
-            del self._requests[: len(self._requests) - self._max_logged]
+        """The ASGI entry point: faults, then the routes (:class:`FaultInjector`)."""
+        await self._entry(scope, receive, send)
 
     def __repr__(self) -> str:
         return (
             f"EdgesSimulator(window={self._api.window.value!r}, "
             f"workspaces={len(self._world.workspaces)}, runs={len(self._world.runs)}, "
-            f"faults={len(self.faults)}, requests={len(self._requests)}, "
+            f"faults={len(self.faults)}, requests={len(self._log)}, "
             f"callback_attempts={len(self._callbacks.deliveries)})"
         )
