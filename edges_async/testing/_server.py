@@ -27,15 +27,22 @@ __all__ = ["run_until_stopped", "serve_app", "serve_origin"]
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that says when it has started."""
+    """A uvicorn server that says when it has started, and when it has stopped."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = anyio.Event()
+        self.stopped = anyio.Event()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self.ready.set()
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().serve(sockets=sockets)
+        finally:
+            self.stopped.set()
 
 
 class _QuietDrops(logging.Filter):
@@ -95,6 +102,22 @@ def _server(app: ASGIApp, *, lifespan: bool = False, certfile: str | None = None
 
 
 @contextlib.asynccontextmanager
+async def _serving(
+    app: ASGIApp, host: str, port: int, *, lifespan: bool = False, certfile: str | None = None
+) -> AsyncIterator[tuple[_Server, str]]:
+    """Bind, serve ``app`` in a task, and yield once it is ready: the server and its base URL."""
+    sock = _bind(host, port)
+    server = _server(app, lifespan=lifespan, certfile=certfile)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(server.serve, [sock])
+        try:
+            await server.ready.wait()
+            yield server, _base_url(sock)
+        finally:
+            server.should_exit = True
+
+
+@contextlib.asynccontextmanager
 async def serve_origin(
     app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, certfile: str | None = None
 ) -> AsyncIterator[str]:
@@ -103,39 +126,22 @@ async def serve_origin(
     With ``certfile`` (a PEM holding the key and the certificate chain, e.g.
     from ``trustme``) it serves HTTPS: ``https://127.0.0.1:54321``.
     """
-    sock = _bind(host, port)
-    server = _server(app, lifespan=True, certfile=certfile)
     scheme = "https" if certfile is not None else "http"
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(server.serve, [sock])
-        try:
-            await server.ready.wait()
-            yield _base_url(sock).replace("http://", f"{scheme}://").removesuffix("/v1")
-        finally:
-            server.should_exit = True
+    async with _serving(app, host, port, lifespan=True, certfile=certfile) as (_, base_url):
+        yield base_url.replace("http://", f"{scheme}://").removesuffix("/v1")
 
 
 @contextlib.asynccontextmanager
 async def serve_app(app: ASGIApp, *, host: str, port: int) -> AsyncIterator[str]:
     """Serve ``app`` while the block runs; yields the base URL (``http://host:port/v1``)."""
-    sock = _bind(host, port)
-    server = _server(app)
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(server.serve, [sock])
-        try:
-            await server.ready.wait()
-            yield _base_url(sock)
-        finally:
-            server.should_exit = True
+    async with _serving(app, host, port) as (_, base_url):
+        yield base_url
 
 
 async def run_until_stopped(
     app: ASGIApp, *, host: str, port: int, on_ready: Callable[[str], None]
 ) -> None:
     """Serve ``app`` until uvicorn is told to stop (Ctrl-C); ``on_ready`` gets the base URL."""
-    sock = _bind(host, port)
-    server = _server(app)
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(server.serve, [sock])
-        await server.ready.wait()
-        on_ready(_base_url(sock))
+    async with _serving(app, host, port) as (server, base_url):
+        on_ready(base_url)
+        await server.stopped.wait()
