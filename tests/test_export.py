@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,15 @@ import pytest
 
 import edges_async as ea
 from edges_async import ExportInProgressError, _export
-from edges_async.testing import EdgesSimulator, Fault, NoRateLimit, RunScript, Workspace
+from edges_async.resources import Runs
+from edges_async.testing import (
+    EdgesSimulator,
+    Fault,
+    NoRateLimit,
+    RecordedRequest,
+    RunScript,
+    Workspace,
+)
 
 from .conftest import API_KEY, RUN_UID
 
@@ -43,7 +52,40 @@ def dies_at(monkeypatch: pytest.MonkeyPatch, step: str, call: int) -> Iterator[N
 
 
 def finished_with(outputs: int) -> RunScript:
+    """A run that is done a second after it starts, with ``outputs`` outputs."""
     return RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 1.0)), outputs=outputs)
+
+
+@dataclass
+class Exports:
+    """A client on the simulator and the file it exports to, ``outputs.jsonl`` in a new folder."""
+
+    client: ea.AsyncClient
+    simulator: EdgesSimulator
+    workspace: Workspace
+    target: Path
+
+    async def finished_run(self, outputs: int) -> str:
+        """The uid of a run done with ``outputs`` outputs, once it is done."""
+        run = self.simulator.add_run(self.workspace, script=finished_with(outputs))
+        await anyio.sleep(2)
+        return run.uid
+
+    async def export(self, run_uid: str, *, page_size: int = 100) -> int:
+        """Export ``run_uid`` to ``target``."""
+        return await self.client.runs.export_outputs(run_uid, self.target, page_size=page_size)
+
+    def page_requests_since(self, before: int) -> list[RecordedRequest]:
+        """The requests for a page of outputs among those after the first ``before``."""
+        return [r for r in self.simulator.requests[before:] if r.path.endswith("/outputs")]
+
+
+@pytest.fixture
+def exports(
+    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, tmp_path: Path
+) -> Exports:
+    """A client on the simulator, exporting to ``tmp_path / "outputs.jsonl"``."""
+    return Exports(client, simulator, workspace, tmp_path / "outputs.jsonl")
 
 
 def exported_indices(path: Path) -> list[int]:
@@ -58,107 +100,79 @@ def leftovers(path: Path) -> list[str]:
     return sorted(p.name for p in path.parent.iterdir() if p.name != path.name)
 
 
-async def test_export_writes_every_output_once(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, tmp_path: Path
-) -> None:
+async def test_export_writes_every_output_once(exports: Exports) -> None:
     """The file holds each output once, in order, and nothing else is left beside it."""
-    run = simulator.add_run(workspace, script=finished_with(1234))
-    await anyio.sleep(2)
-    target = tmp_path / "outputs.jsonl"
-    assert await client.runs.export_outputs(run.uid, target, page_size=500) == 1234
-    assert exported_indices(target) == list(range(1234))
-    assert leftovers(target) == []
+    run_uid = await exports.finished_run(1234)
+    assert await exports.export(run_uid, page_size=500) == 1234
+    assert exported_indices(exports.target) == list(range(1234))
+    assert leftovers(exports.target) == []
 
 
-async def test_export_of_an_empty_run(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, tmp_path: Path
-) -> None:
+async def test_export_of_an_empty_run(exports: Exports) -> None:
     """A run without outputs gives an empty file and a count of 0."""
-    run = simulator.add_run(workspace, script=finished_with(0))
-    await anyio.sleep(2)
-    target = tmp_path / "none.jsonl"
-    assert await client.runs.export_outputs(run.uid, target) == 0
+    run_uid = await exports.finished_run(0)
+    target = exports.target.with_name("none.jsonl")
+    assert await exports.client.runs.export_outputs(run_uid, target) == 0
     assert target.read_text() == ""
 
 
 async def test_crash_mid_stream_then_rerun_continues(
-    client: ea.AsyncClient,
-    simulator: EdgesSimulator,
-    workspace: Workspace,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    exports: Exports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An export killed after two pages resumes from its checkpoint: no loss, no double."""
-    run = simulator.add_run(workspace, script=finished_with(1000))
-    await anyio.sleep(2)
-    target = tmp_path / "outputs.jsonl"
+    run_uid = await exports.finished_run(1000)
     with dies_at(monkeypatch, "_append", call=3):  # before the third page lands
-        await client.runs.export_outputs(run.uid, target, page_size=100)
-    assert not target.exists()
-    assert leftovers(target) == ["outputs.jsonl.checkpoint", "outputs.jsonl.part"]
-    first_requests = len(simulator.requests)
-    assert await client.runs.export_outputs(run.uid, target, page_size=100) == 1000
-    assert exported_indices(target) == list(range(1000))
-    resumed = [r for r in simulator.requests[first_requests:] if r.path.endswith("/outputs")]
+        await exports.export(run_uid)
+    assert not exports.target.exists()
+    assert leftovers(exports.target) == ["outputs.jsonl.checkpoint", "outputs.jsonl.part"]
+    first_requests = len(exports.simulator.requests)
+    assert await exports.export(run_uid) == 1000
+    assert exported_indices(exports.target) == list(range(1000))
+    resumed = exports.page_requests_since(first_requests)
     assert len(resumed) == 8  # pages 3 to 10 only
     assert dict(resumed[0].query).get("cursor")
-    assert leftovers(target) == []
+    assert leftovers(exports.target) == []
 
 
 async def test_crash_between_a_page_and_its_checkpoint(
-    client: ea.AsyncClient,
-    simulator: EdgesSimulator,
-    workspace: Workspace,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    exports: Exports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A page written but not yet checkpointed is dropped on rerun, then written once."""
-    run = simulator.add_run(workspace, script=finished_with(500))
-    await anyio.sleep(2)
-    target = tmp_path / "outputs.jsonl"
+    run_uid = await exports.finished_run(500)
     with dies_at(monkeypatch, "_save", call=3):  # the third page is in, not recorded
-        await client.runs.export_outputs(run.uid, target, page_size=100)
-    part = tmp_path / "outputs.jsonl.part"
+        await exports.export(run_uid)
+    part = exports.target.with_name("outputs.jsonl.part")
     assert len(part.read_text().splitlines()) == 300
-    assert await client.runs.export_outputs(run.uid, target, page_size=100) == 500
-    assert exported_indices(target) == list(range(500))
+    assert await exports.export(run_uid) == 500
+    assert exported_indices(exports.target) == list(range(500))
 
 
 async def test_crash_before_the_final_rename(
-    client: ea.AsyncClient,
-    simulator: EdgesSimulator,
-    workspace: Workspace,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    exports: Exports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If only the final rename was missed, the rerun fetches no page again."""
-    run = simulator.add_run(workspace, script=finished_with(300))
-    await anyio.sleep(2)
-    target = tmp_path / "outputs.jsonl"
+    run_uid = await exports.finished_run(300)
     with dies_at(monkeypatch, "_finish", call=1):
-        await client.runs.export_outputs(run.uid, target, page_size=100)
-    before = len(simulator.requests)
-    assert await client.runs.export_outputs(run.uid, target, page_size=100) == 300
-    assert not [r for r in simulator.requests[before:] if r.path.endswith("/outputs")]
-    assert exported_indices(target) == list(range(300))
+        await exports.export(run_uid)
+    before = len(exports.simulator.requests)
+    assert await exports.export(run_uid) == 300
+    assert not exports.page_requests_since(before)
+    assert exported_indices(exports.target) == list(range(300))
 
 
-async def test_export_of_a_growing_run_reports_the_gap_then_completes(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, tmp_path: Path
-) -> None:
+async def test_export_of_a_growing_run_reports_the_gap_then_completes(exports: Exports) -> None:
     """A run still adding outputs gives IncompleteExportError; once done, a rerun completes."""
     script = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 100.0)), outputs=1000)
-    run = simulator.add_run(workspace, script=script)
+    run = exports.simulator.add_run(exports.workspace, script=script)
     await anyio.sleep(20)
-    simulator.faults.add(Fault(path=r"/runs/[^/]+$", delay=5.0, times=None))
-    target = tmp_path / "outputs.jsonl"
+    exports.simulator.faults.add(Fault(path=r"/runs/[^/]+$", delay=5.0, times=None))
     with pytest.raises(ea.IncompleteExportError) as caught:
-        await client.runs.export_outputs(run.uid, target, page_size=100)
+        await exports.export(run.uid)
     assert caught.value.written < caught.value.expected <= 1000
-    simulator.faults.clear()
+    exports.simulator.faults.clear()
     await anyio.sleep(100)
-    assert await client.runs.export_outputs(run.uid, target, page_size=100) == 1000
-    assert exported_indices(target) == list(range(1000))
+    assert await exports.export(run.uid) == 1000
+    assert exported_indices(exports.target) == list(range(1000))
 
 
 async def test_export_refuses_bad_arguments(client: ea.AsyncClient, tmp_path: Path) -> None:
@@ -205,25 +219,31 @@ class OutputsServer:
         return httpx.Response(200, json=items, headers=headers)
 
 
+@contextlib.asynccontextmanager
+async def runs_served_by(server: OutputsServer) -> AsyncIterator[Runs]:
+    """``runs`` of a client whose requests ``server`` answers, with no rate limit."""
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(server)) as http,
+        ea.AsyncClient(API_KEY, http_client=http, limiter=NoRateLimit()) as client,
+    ):
+        yield client.runs
+
+
 async def test_a_second_export_to_the_same_path_fails_at_once(tmp_path: Path) -> None:
     """While one export runs, another to the same path raises at once and sends nothing."""
     server = OutputsServer(total=47)
     target = tmp_path / "outputs.jsonl"
-    async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(server)) as http,
-        ea.AsyncClient(API_KEY, http_client=http, limiter=NoRateLimit()) as client,
-        anyio.create_task_group() as tasks,
-    ):
+    async with runs_served_by(server) as runs, anyio.create_task_group() as tasks:
         counts: list[int] = []
 
         async def first_export() -> None:
-            counts.append(await client.runs.export_outputs(RUN_UID, target, page_size=10))
+            counts.append(await runs.export_outputs(RUN_UID, target, page_size=10))
 
         tasks.start_soon(first_export)
         await server.first_page_asked.wait()  # the first export is under way
         sent = len(server.requests)
         with pytest.raises(ExportInProgressError, match="Another export") as caught:
-            await client.runs.export_outputs(RUN_UID, target, page_size=10)
+            await runs.export_outputs(RUN_UID, target, page_size=10)
         assert isinstance(caught.value, ea.EdgesError)
         assert len(server.requests) == sent
         server.release.set()
@@ -231,11 +251,8 @@ async def test_a_second_export_to_the_same_path_fails_at_once(tmp_path: Path) ->
     assert exported_indices(target) == list(range(47))
     assert leftovers(target) == []
     # The lock went with the first export: the path can be exported to again.
-    async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(server)) as http,
-        ea.AsyncClient(API_KEY, http_client=http, limiter=NoRateLimit()) as client,
-    ):
-        assert await client.runs.export_outputs(RUN_UID, target, page_size=10) == 47
+    async with runs_served_by(server) as runs:
+        assert await runs.export_outputs(RUN_UID, target, page_size=10) == 47
     assert exported_indices(target) == list(range(47))
 
 
@@ -243,70 +260,58 @@ async def test_an_export_to_another_path_runs_alongside(tmp_path: Path) -> None:
     """The lock is per path: exports of the same run to two files both complete."""
     server = OutputsServer(total=23)
     server.release.set()
-    async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(server)) as http,
-        ea.AsyncClient(API_KEY, http_client=http, limiter=NoRateLimit()) as client,
-        anyio.create_task_group() as tasks,
-    ):
+    async with runs_served_by(server) as runs, anyio.create_task_group() as tasks:
         for name in ("a.jsonl", "b.jsonl"):
-            tasks.start_soon(client.runs.export_outputs, RUN_UID, tmp_path / name)
+            tasks.start_soon(runs.export_outputs, RUN_UID, tmp_path / name)
     assert exported_indices(tmp_path / "a.jsonl") == list(range(23))
     assert exported_indices(tmp_path / "b.jsonl") == list(range(23))
 
 
 @pytest.mark.parametrize("damage", ["deleted", "cut short"])
 async def test_a_checkpoint_beyond_its_part_file_starts_over(
-    client: ea.AsyncClient,
-    simulator: EdgesSimulator,
-    workspace: Workspace,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    damage: str,
+    exports: Exports, monkeypatch: pytest.MonkeyPatch, damage: str
 ) -> None:
     """A .part file gone or shorter than its checkpoint says: the export restarts from page 1."""
-    run = simulator.add_run(workspace, script=finished_with(500))
-    await anyio.sleep(2)
-    target = tmp_path / "outputs.jsonl"
+    run_uid = await exports.finished_run(500)
     with dies_at(monkeypatch, "_append", call=3):  # two pages in and checkpointed
-        await client.runs.export_outputs(run.uid, target, page_size=100)
-    part = tmp_path / "outputs.jsonl.part"
+        await exports.export(run_uid)
+    part = exports.target.with_name("outputs.jsonl.part")
     if damage == "deleted":
         part.unlink()
     else:
         part.write_bytes(part.read_bytes()[:1000])
-    before = len(simulator.requests)
-    assert await client.runs.export_outputs(run.uid, target, page_size=100) == 500
-    assert b"\0" not in target.read_bytes()
-    assert exported_indices(target) == list(range(500))
-    resumed = [r for r in simulator.requests[before:] if r.path.endswith("/outputs")]
+    before = len(exports.simulator.requests)
+    assert await exports.export(run_uid) == 500
+    assert b"\0" not in exports.target.read_bytes()
+    assert exported_indices(exports.target) == list(range(500))
+    resumed = exports.page_requests_since(before)
     assert len(resumed) == 5  # every page, from the first
     assert "cursor" not in dict(resumed[0].query)
-    assert leftovers(target) == []
+    assert leftovers(exports.target) == []
 
 
 async def test_a_refused_next_link_is_not_taken_for_the_end_of_an_export(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, tmp_path: Path
+    exports: Exports,
 ) -> None:
     """A page whose next link is refused (and carries no cursor) leaves the export unfinished.
 
     The rerun, once the server behaves, goes on from that page: every output once,
     even when the run reports no output_count to check the file against.
     """
-    run = simulator.add_run(workspace, script=finished_with(30))
-    await anyio.sleep(2)
-    no_count = {"uid": run.uid, "status": "SUCCEEDED"}
-    simulator.faults.add(Fault(method="GET", path=f"/runs/{run.uid}$", body=no_count, times=None))
-    first = await anext(aiter(client.runs.output_pages(run.uid, page_size=10)))
-    simulator.faults.add(
+    run_uid = await exports.finished_run(30)
+    no_count = {"uid": run_uid, "status": "SUCCEEDED"}
+    faults = exports.simulator.faults
+    faults.add(Fault(method="GET", path=f"/runs/{run_uid}$", body=no_count, times=None))
+    first = await anext(aiter(exports.client.runs.output_pages(run_uid, page_size=10)))
+    faults.add(
         Fault(
             path=r"/outputs$",
             body=first.items,
             headers={"X-Pagination-Next": "https://elsewhere.example/v1/steal"},
         )
     )
-    target = tmp_path / "outputs.jsonl"
     with pytest.raises(ea.PaginationError):
-        await client.runs.export_outputs(run.uid, target, page_size=10)
-    assert not target.exists()
-    assert await client.runs.export_outputs(run.uid, target, page_size=10) == 30
-    assert exported_indices(target) == list(range(30))
+        await exports.export(run_uid, page_size=10)
+    assert not exports.target.exists()
+    assert await exports.export(run_uid, page_size=10) == 30
+    assert exported_indices(exports.target) == list(range(30))
