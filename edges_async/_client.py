@@ -9,29 +9,32 @@ import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 from types import TracebackType
-from typing import final
+from typing import Any, Generic, cast, final, overload
 
 import anyio
 import httpx
+from typing_extensions import TypeVar
 
 from ._backoff import Backoff
-from ._callback_models import CallbackEvent
 from ._config import resolve_api_key, resolve_base_url, resolve_plan, resolve_timeout
 from ._exceptions import ClientClosedError, ConfigurationError, EventLoopError
 from ._http import DEFAULT_MAX_RESPONSE_BYTES, HTTPCore
-from ._limiter import RateLimiter, WorkspaceRateLimiter, workspace_id
-from ._models import Callback, Run
+from ._limiter import RateLimiter, WorkspaceRateLimiter, granted_runs_rate, workspace_id
+from ._models import Run
 from ._params import check_run_uid, check_run_uids, check_timeout
 from ._plans import PlanTier
 from ._polling import RunPoller
 from ._polling_policy import PollingPolicy
+from ._run_events import RunEvents, RunResumed
+from ._waiters import StatusCallback, Waiters
 from ._watcher import RunWatcher
-from ._watches import StatusCallback
 from .resources import Actions, Runs
 
 __all__ = ["AsyncClient"]
 
 _POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+
+LimiterT = TypeVar("LimiterT", bound=RateLimiter, default=Any)
 
 
 class _State(enum.Enum):
@@ -41,7 +44,7 @@ class _State(enum.Enum):
 
 
 @final
-class AsyncClient:
+class AsyncClient(Generic[LimiterT]):
     """An asynchronous client for the Edges runs API.
 
     Use it as an async context manager, one per workspace and process, for as
@@ -64,6 +67,8 @@ class AsyncClient:
             ``ASGITransport``); it is never closed by this client.
         limiter: A ``RateLimiter``; by default a ``WorkspaceRateLimiter`` sized
             from ``plan`` and shared by every client of the same workspace.
+            ``client.limiter`` is typed as the one given (``AsyncClient`` is
+            generic in it, ``AsyncClient[WorkspaceRateLimiter]`` by default).
         polling: How waiting for runs polls them (see ``PollingPolicy``).
         max_response_bytes: The largest response body read, once decoded
             (64 MiB by default); a larger one is refused unread with
@@ -78,15 +83,48 @@ class AsyncClient:
 
     __slots__ = (
         "_core",
+        "_events",
         "_limiter",
         "_owns_http",
         "_plan",
         "_poller",
-        "_receiving",
         "_state",
+        "_waiters",
         "actions",
         "runs",
     )
+
+    @overload
+    def __init__(
+        self: AsyncClient[WorkspaceRateLimiter],
+        api_key: str | None = None,
+        *,
+        plan: PlanTier | str | None = None,
+        base_url: str | httpx.URL | None = None,
+        timeout: float | httpx.Timeout = 30.0,
+        max_retries: int = 3,
+        backoff: Backoff | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        limiter: None = None,
+        polling: PollingPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        plan: PlanTier | str | None = None,
+        base_url: str | httpx.URL | None = None,
+        timeout: float | httpx.Timeout = 30.0,
+        max_retries: int = 3,
+        backoff: Backoff | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        limiter: LimiterT,
+        polling: PollingPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -98,7 +136,7 @@ class AsyncClient:
         max_retries: int = 3,
         backoff: Backoff | None = None,
         http_client: httpx.AsyncClient | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: LimiterT | None = None,
         polling: PollingPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
@@ -122,10 +160,12 @@ class AsyncClient:
             raise ConfigurationError(
                 f"limiter must have acquire() and feedback() methods, got {limiter!r}."
             )
-        self._limiter: RateLimiter = (
+        # Without a limiter given, LimiterT is WorkspaceRateLimiter (the overloads say so).
+        self._limiter = cast(
+            "LimiterT",
             limiter
             if limiter is not None
-            else WorkspaceRateLimiter(self._plan, workspace=workspace_id(key.reveal(), str(url)))
+            else WorkspaceRateLimiter(self._plan, workspace=workspace_id(key.reveal(), str(url))),
         )
         self._owns_http = http_client is None
         self._core = HTTPCore(
@@ -142,33 +182,22 @@ class AsyncClient:
             limiter=self._limiter,
             max_response_bytes=max_response_bytes,
         )
+        # News about runs flows one way, through one hub: resources and callback
+        # receivers publish, the poller and the waiters subscribe.
+        self._events = RunEvents()
         self._poller = RunPoller(
             self._core,
-            plan=self._plan,
-            limiter=self._limiter,
+            events=self._events,
+            granted_rate=granted_runs_rate(self._limiter, self._plan),
             policy=polling or PollingPolicy(),
             backoff=backoff or Backoff(),
         )
+        self._waiters = Waiters(self._events, self._poller)
         self._state = _State.UNOPENED
-        self._receiving: set[str] = set()  # callback URLs a CallbackReceiver of ours serves
-        self.runs = Runs(self._core, on_resumed=self._poller.forget_end)
+        self.runs = Runs(self._core, on_resumed=lambda uid: self._events.publish(RunResumed(uid)))
         """Read, list, resume and cancel runs, and read their outputs."""
-        self.actions = Actions(self._core, on_launched=self._launched)
+        self.actions = Actions(self._core, events=self._events)
         """Launch runs of Edges actions."""
-
-    # -- callbacks (called by edges_async.callbacks.CallbackReceiver) ---------------
-
-    def _receive_callbacks_at(self, url: str) -> None:
-        """A receiver handing its callbacks to this client serves ``url``."""
-        self._receiving.add(url)
-
-    def _take_callback(self, event: CallbackEvent) -> None:
-        """A callback arrived: end the waits its run's final status ends."""
-        self._poller.take_callback(event)
-
-    def _launched(self, run: Run, callback: Callback | None) -> None:
-        if callback is not None and callback.url in self._receiving:
-            self._poller.cover(run.uid.lower())
 
     @property
     def plan(self) -> PlanTier:
@@ -181,8 +210,8 @@ class AsyncClient:
         return self._core.base_url
 
     @property
-    def limiter(self) -> RateLimiter:
-        """The rate limiter every request of this client waits on.
+    def limiter(self) -> LimiterT:
+        """The rate limiter every request of this client waits on, typed as given.
 
         The default one tells how it is doing: ``client.limiter.statistics()``.
         """
@@ -196,7 +225,7 @@ class AsyncClient:
     async def wait_for_run(
         self,
         run_uid: str | uuid.UUID,
-        timeout: float | timedelta | None = None,  # noqa: ASYNC109 (CONTRACT.md: one deadline)
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109 (the documented form: one overall deadline)
         *,
         on_status_change: StatusCallback | None = None,
     ) -> Run:
@@ -228,7 +257,7 @@ class AsyncClient:
     async def wait_for_runs(
         self,
         run_uids: Iterable[str | uuid.UUID],
-        timeout: float | timedelta | None = None,  # noqa: ASYNC109 (CONTRACT.md: one deadline)
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109 (the documented form: one overall deadline)
         *,
         on_status_change: StatusCallback | None = None,
     ) -> list[Run]:
@@ -244,7 +273,7 @@ class AsyncClient:
         uids = check_run_uids(run_uids)
         deadline = self._deadline(timeout)
         finished: dict[str, Run] = {}
-        watched = self._poller.watch(list(dict.fromkeys(uids)), deadline, on_status_change)
+        watched = self._waiters.watch(list(dict.fromkeys(uids)), deadline, on_status_change)
         async with contextlib.aclosing(watched):
             async for run in watched:
                 finished[run.uid.lower()] = run
@@ -274,7 +303,7 @@ class AsyncClient:
         """
         uids = list(dict.fromkeys(check_run_uids(run_uids)))
         deadline = self._deadline(timeout)
-        return RunWatcher(self._poller.watch(uids, deadline, on_status_change))
+        return RunWatcher(self._waiters.watch(uids, deadline, on_status_change))
 
     def _deadline(self, timeout: float | timedelta | None) -> float | None:
         if self._state is _State.CLOSED:
@@ -285,7 +314,7 @@ class AsyncClient:
         seconds = check_timeout(timeout)
         return None if seconds is None else anyio.current_time() + seconds
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> AsyncClient[LimiterT]:
         if self._state is _State.CLOSED:
             raise ClientClosedError("This client was closed; create a new AsyncClient.")
         if self._state is _State.OPENED:

@@ -32,6 +32,7 @@ import hashlib
 import logging
 import re
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, final, runtime_checkable
 
@@ -43,16 +44,20 @@ from ._pacer import Pacer
 from ._plans import PlanTier
 
 __all__ = [
+    "DEFAULT_HEADROOM",
     "LimiterStatistics",
     "NoRateLimit",
     "RateLimiter",
+    "ReportsRate",
     "WorkspaceRateLimiter",
+    "granted_runs_rate",
     "route_group",
     "workspace_id",
 ]
 
 logger = logging.getLogger("edges_async")
 
+DEFAULT_HEADROOM = 0.95  # the share of the plan's rate spent: the rest absorbs jitter
 _WINDOW = 60.0
 _DEFAULT_PAUSE = 60.0
 _MAX_PAUSE = 120.0
@@ -82,6 +87,28 @@ class RateLimiter(Protocol):
     def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
         """Learn from the outcome of ``request`` (headers such as ``X-RateLimit-Remaining``)."""
         ...
+
+
+@runtime_checkable
+class ReportsRate(Protocol):
+    """A limiter that tells the rate it grants: waiting for runs polls within it.
+
+    Optional beside :class:`RateLimiter`: a limiter without ``current_rate``
+    is assumed to grant 95 % of the plan's rate.
+    """
+
+    @property
+    def current_rate(self) -> float:
+        """Requests per minute the workspace's ``/v1/runs`` routes may send now."""
+        ...
+
+
+def granted_runs_rate(limiter: object, plan: PlanTier) -> Callable[[], float]:
+    """How to read the requests per minute ``limiter`` grants the ``/v1/runs`` routes now."""
+    if isinstance(limiter, ReportsRate):
+        return lambda: limiter.current_rate
+    per_minute = min(plan.requests_per_minute, plan.requests_per_second * 60) * DEFAULT_HEADROOM
+    return lambda: per_minute
 
 
 @final
@@ -307,7 +334,9 @@ class WorkspaceRateLimiter:
 
     __slots__ = ("_budgets", "_headroom", "_loop", "_plan", "_workspace")
 
-    def __init__(self, plan: PlanTier | str, *, workspace: str, headroom: float = 0.95) -> None:
+    def __init__(
+        self, plan: PlanTier | str, *, workspace: str, headroom: float = DEFAULT_HEADROOM
+    ) -> None:
         if not 0 < headroom <= 1:
             raise ValueError(f"headroom must be in (0, 1], got {headroom!r}")
         self._plan = PlanTier(plan)

@@ -1,7 +1,8 @@
 """``CallbackReceiver``: the endpoint Edges POSTs run callbacks to, as a plain ASGI app.
 
-Edges signs nothing (API.md): a receiver knows a callback is genuine by a
-header the launch asked Edges to send. So the receiver, in this order:
+Edges signs nothing: a receiver knows a callback is genuine by a header the
+launch asked Edges to send (a launch's ``callback.headers`` are sent back
+with each callback). So the receiver, in this order:
 
 1. answers 405 to anything but a POST;
 2. checks the shared-secret header in constant time (401 when missing or wrong);
@@ -14,8 +15,9 @@ header the launch asked Edges to send. So the receiver, in this order:
    readers is full (``max_buffered_bytes`` of bodies, ``max_buffered_results``
    results), so Edges delivers it again later rather than it being dropped; a
    final callback without results is always taken, since it ends waits;
-7. hands the event over and answers 200: a client's waits for the run end at
-   once on a final callback, and the event joins the run's stream.
+7. keeps the event in the run's stream, publishes it on its client's run
+   events hub (a final callback ends the client's waits for the run at once)
+   and answers 200.
 
 Nothing in between awaits the network: the answer is fast.
 """
@@ -34,6 +36,7 @@ from ._callback_models import CallbackEvent
 from ._memory import remember
 from ._models import Callback
 from ._params import check_run_uid
+from ._run_events import CallbackReceived, CallbacksServed, RunEvents
 from ._run_streams import RunStreams
 
 if TYPE_CHECKING:
@@ -104,7 +107,7 @@ class CallbackReceiver:
             exceeds it is refused every time.
     """
 
-    __slots__ = ("_client", "_header", "_max_body", "_secret", "_seen", "_streams", "header")
+    __slots__ = ("_events", "_header", "_max_body", "_secret", "_seen", "_streams", "header")
 
     def __init__(
         self,
@@ -127,7 +130,9 @@ class CallbackReceiver:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        self._client = client
+        # The client's hub, where callbacks are news for its waits; a receiver
+        # without a client publishes to a hub nobody listens to.
+        self._events: RunEvents = client._events if client is not None else RunEvents()
         self.header = header
         """The name of the header carrying the shared secret."""
         self._header = header.lower().encode("latin-1")
@@ -153,8 +158,7 @@ class CallbackReceiver:
         callback = Callback(
             url=url, on=on, headers={**(headers or {}), self.header: self._secret.decode()}
         )
-        if self._client is not None:
-            self._client._receive_callbacks_at(callback.url)
+        self._events.publish(CallbacksServed(callback.url))
         return callback
 
     # -- for reading ---------------------------------------------------------------
@@ -196,7 +200,7 @@ class CallbackReceiver:
         left in the middle of an event's results leaves the rest of them to
         the next call. Compare
         the total count with the run's ``output_count`` to check that nothing
-        is missing (API.md: the completeness check).
+        is missing: the API documents that check for callbacks.
         """
         return self._streams.results(check_run_uid(run_uid))
 
@@ -249,8 +253,7 @@ class CallbackReceiver:
             return None
         if not self._streams.add(event, body):
             raise _Refused(503, "Callback buffer full", ((b"retry-after", b"30"),))
-        if self._client is not None:
-            self._client._take_callback(event)
+        self._events.publish(CallbackReceived(event))
         remember(self._seen, ref, None, limit=_MAX_SEEN)
         return event
 

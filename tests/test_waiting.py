@@ -538,7 +538,7 @@ async def test_a_bug_in_polling_reaches_waiters_typed_never_as_a_group(
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("edges_async._polling.uid_filter_query", broken)
+    monkeypatch.setattr("edges_async._poll_requests.uid_filter_query", broken)
     monkeypatch.setattr("edges_async._polling.RunPoller._poll_alone", broken)
     with pytest.raises(ea.EdgesError, match="ZeroDivisionError"):
         await client.wait_for_runs([uid])

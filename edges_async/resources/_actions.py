@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 import zoneinfo
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, final
 
@@ -15,6 +15,7 @@ import pydantic
 from .._backoff import utc_now
 from .._http import HTTPCore, parse_model
 from .._models import Callback, Run
+from .._run_events import RunEvents, RunLaunched
 from ._live import LiveResult, fetch_live_page
 
 __all__ = ["Actions"]
@@ -146,16 +147,11 @@ class Actions:
     reached Edges, the error is raised rather than risking a second run.
     """
 
-    __slots__ = ("_core", "_on_launched")
+    __slots__ = ("_core", "_events")
 
-    def __init__(
-        self,
-        core: HTTPCore,
-        *,
-        on_launched: Callable[[Run, Callback | None], None] | None = None,
-    ) -> None:
+    def __init__(self, core: HTTPCore, *, events: RunEvents) -> None:
         self._core = core
-        self._on_launched = on_launched
+        self._events = events  # told of each launch: callbacks may cover the run
 
     async def run_async(
         self,
@@ -277,6 +273,5 @@ class Actions:
     async def _launch(self, path: str, body: dict[str, Any], callback: Callback | None) -> Run:
         secrets = tuple(callback.headers.values()) if callback and callback.headers else ()
         run = parse_model(Run, await self._core.post(path, body, secrets=secrets))
-        if self._on_launched is not None:
-            self._on_launched(run, callback)
+        self._events.publish(RunLaunched(run.uid, callback.url if callback else None))
         return run

@@ -7,11 +7,18 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from typing_extensions import assert_type
 
 import edges_async as ea
 from edges_async.callbacks import CallbackEvent, CallbackReceiver
-from edges_async.testing import EdgesSimulator, RecordedRequest, SimulatedRun, Workspace
+from edges_async.testing import (
+    EdgesSimulator,
+    NoRateLimit,
+    RecordedRequest,
+    SimulatedRun,
+    Workspace,
+)
 
 
 async def client_surface(client: ea.AsyncClient, uid: str, other: uuid.UUID) -> None:
@@ -49,7 +56,23 @@ async def client_surface(client: ea.AsyncClient, uid: str, other: uuid.UUID) -> 
     await watcher.aclose()
     assert_type(await client.wait_for_runs([uid, other]), list[ea.Run])
     assert_type(client.plan, ea.PlanTier)
-    assert_type(client.limiter, ea.RateLimiter)
+    assert_type(client.limiter, Any)  # a bare ``ea.AsyncClient`` takes any limiter
+
+
+async def default_limiter() -> None:
+    """A client made without a limiter has the default one, statistics and all."""
+    async with ea.AsyncClient(plan="silver") as client:
+        assert_type(client.limiter, ea.WorkspaceRateLimiter)
+        assert_type(client.limiter.statistics(), ea.LimiterStatistics)  # as the README shows
+
+
+async def custom_limiter(http: httpx.AsyncClient) -> None:
+    """A client made with a limiter of one's own has ``client.limiter`` typed as it."""
+    async with ea.AsyncClient("key", http_client=http, limiter=NoRateLimit()) as client:
+        assert_type(client, ea.AsyncClient[NoRateLimit])
+        assert_type(client.limiter, NoRateLimit)
+    plain: ea.AsyncClient = client  # the bare name takes a client of any limiter
+    assert_type(plain.limiter, Any)
 
 
 def models_surface(run: ea.Run, page: ea.OutputsPage, error: ea.EdgesError) -> None:
