@@ -1,7 +1,7 @@
 """The body Edges POSTs to a run's ``callback.url``.
 
-API.md and the public callback docs: ``callback_ref_uid`` (the same on every
-delivery retry: the de-duplication key), ``run {run_uid, batch_uid, status}``,
+As the API documents it: ``callback_ref_uid`` (the same on every delivery
+retry: the de-duplication key), ``run {run_uid, batch_uid, status}``,
 and ``input``, ``custom_data`` (the input's own metadata, injected as-is),
 ``error`` and ``results`` (partial results of ``on: "all"``), each possibly
 null. Like every wire model, unknown fields are kept.

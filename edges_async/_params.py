@@ -1,8 +1,8 @@
 """Checking arguments before any request, and the wire form of query parameters.
 
-API.md: array filters go on the wire as repeated keys (``?uid=a&uid=b``), as the
-documented examples show, though not confirmed for every route. This module is
-the one place that knows it.
+Array filters go on the wire as repeated keys (``?uid=a&uid=b``), as the API's
+documented examples show, though the API does not confirm it for every route.
+This module is the one place that knows it.
 """
 
 from __future__ import annotations
