@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -36,10 +38,12 @@ def callback_body(
 
 
 def ending(status: str, at: float) -> RunScript:
+    """A run with 3 outputs that ends in ``status`` at ``at`` seconds."""
     return RunScript(steps=(("CREATED", 0.0), ("RUNNING", 1.0), (status, at)), outputs=3)
 
 
 def status_polls(simulator: EdgesSimulator, uid: str) -> int:
+    """How many polls (``/status`` or the ``/runs`` list) asked about ``uid``."""
     return sum(
         1
         for request in simulator.requests
@@ -48,18 +52,57 @@ def status_polls(simulator: EdgesSimulator, uid: str) -> int:
     )
 
 
+async def partial_then_final(edges: httpx.AsyncClient, uid: str, results: list[Any]) -> None:
+    """Edges posts a RUNNING callback carrying ``results``, then the final SUCCEEDED one."""
+    await edges.post("", json=callback_body(uid, "RUNNING", results=results))
+    await edges.post("", json=callback_body(uid, "SUCCEEDED"))
+
+
+@contextlib.asynccontextmanager
+async def posting_to(receiver: CallbackReceiver) -> AsyncIterator[httpx.AsyncClient]:
+    """Plays Edges: POSTs to ``receiver`` in process, at ``URL``, with the secret header."""
+    transport = httpx.ASGITransport(app=receiver)
+    headers = {DEFAULT_SECRET_HEADER: SECRET}
+    async with httpx.AsyncClient(transport=transport, base_url=URL, headers=headers) as http:
+        yield http
+
+
 @pytest.fixture
 def receiver(client: ea.AsyncClient) -> CallbackReceiver:
+    """A receiver handing its callbacks to ``client``."""
     return CallbackReceiver(client, secret=SECRET)
 
 
 @pytest.fixture
 async def edges(receiver: CallbackReceiver) -> AsyncIterator[httpx.AsyncClient]:
     """Plays Edges: POSTs to the receiver in process, with the secret header."""
-    transport = httpx.ASGITransport(app=receiver)
-    headers = {DEFAULT_SECRET_HEADER: SECRET}
-    async with httpx.AsyncClient(transport=transport, base_url=URL, headers=headers) as http:
+    async with posting_to(receiver) as http:
         yield http
+
+
+@dataclass
+class Waits:
+    """A client waiting for runs of the simulator, and Edges posting their callbacks."""
+
+    client: ea.AsyncClient
+    edges: httpx.AsyncClient
+    simulator: EdgesSimulator
+    workspace: Workspace
+
+    def run_ending(self, status: str, at: float) -> str:
+        """The uid of a new run that ends in ``status`` at ``at`` seconds."""
+        return self.simulator.add_run(self.workspace, script=ending(status, at)).uid
+
+
+@pytest.fixture
+def waits(
+    client: ea.AsyncClient,
+    edges: httpx.AsyncClient,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+) -> Waits:
+    """The client, Edges posting to its receiver, and the simulator's workspace."""
+    return Waits(client, edges, simulator, workspace)
 
 
 # -- the receiver's checks -------------------------------------------------------
@@ -73,6 +116,7 @@ async def test_a_missing_or_wrong_secret_is_401_and_delivers_nothing(
     workspace: Workspace,
     secret: str | None,
 ) -> None:
+    """A callback without the right secret header is refused (401) and ends no wait."""
     uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 60.0)).uid
     headers = {} if secret is None else {DEFAULT_SECRET_HEADER: secret}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=receiver)) as http:
@@ -87,6 +131,7 @@ async def test_a_missing_or_wrong_secret_is_401_and_delivers_nothing(
 async def test_the_same_callback_delivered_twice_counts_once(
     receiver: CallbackReceiver, edges: httpx.AsyncClient
 ) -> None:
+    """A redelivered callback (same callback_ref_uid) is answered as a duplicate, kept once."""
     uid = "1" * 8 + "-1111-4111-8111-" + "1" * 12
     partial = callback_body(uid, "RUNNING", ref="same", results=[{"n": 1}])
     first = await edges.post("", json=partial)
@@ -98,12 +143,11 @@ async def test_the_same_callback_delivered_twice_counts_once(
 
 
 async def test_an_oversized_body_is_refused(client: ea.AsyncClient) -> None:
+    """A body over max_body_bytes is refused with 413, with or without a Content-Length."""
     receiver = CallbackReceiver(client, secret=SECRET, max_body_bytes=1000)
     big = callback_body("1" * 8 + "-1111-4111-8111-" + "1" * 12, "RUNNING")
     big["results"] = [{"blob": "x" * 2000}]
-    transport = httpx.ASGITransport(app=receiver)
-    headers = {DEFAULT_SECRET_HEADER: SECRET}
-    async with httpx.AsyncClient(transport=transport, headers=headers) as http:
+    async with posting_to(receiver) as http:
         response = await http.post(URL, json=big)
         assert response.status_code == 413
 
@@ -127,17 +171,20 @@ async def test_an_oversized_body_is_refused(client: ea.AsyncClient) -> None:
     ],
 )
 async def test_a_body_that_is_not_a_callback_is_400(edges: httpx.AsyncClient, body: bytes) -> None:
+    """A body that is not JSON, or not a callback's shape, is a 400 with a detail."""
     response = await edges.post("", content=body)
     assert response.status_code == 400
     assert "detail" in response.json()
 
 
 async def test_only_post_is_answered(edges: httpx.AsyncClient) -> None:
+    """A GET to the receiver is a 405."""
     response = await edges.get("")
     assert response.status_code == 405
 
 
 def test_the_receiver_refuses_a_weak_secret_and_never_shows_it() -> None:
+    """A secret under 16 characters is a ValueError; a good one never appears in the repr."""
     with pytest.raises(ValueError, match="16 characters"):
         CallbackReceiver(secret="short")
     receiver = CallbackReceiver(secret=SECRET)
@@ -176,64 +223,46 @@ async def test_a_final_callback_ends_the_wait_at_once_with_the_full_run(
     assert status_polls(simulator, run.uid) <= 3  # first look, safety net, the fetch
 
 
-async def test_a_callback_before_the_first_poll(
-    client: ea.AsyncClient,
-    edges: httpx.AsyncClient,
-    simulator: EdgesSimulator,
-    workspace: Workspace,
-) -> None:
+async def test_a_callback_before_the_first_poll(waits: Waits) -> None:
     """A run whose final callback came before anyone waited: one fetch, then the full run."""
-    uid = simulator.add_run(workspace, script=ending("FAILED", 5.0)).uid
+    uid = waits.run_ending("FAILED", 5.0)
     await anyio.sleep(5.0)
-    await edges.post("", json=callback_body(uid, "FAILED"))
-    run = await client.wait_for_run(uid)
+    await waits.edges.post("", json=callback_body(uid, "FAILED"))
+    run = await waits.client.wait_for_run(uid)
     assert run.status is ea.RunStatus.FAILED
     assert run.output_count == 3
-    assert status_polls(simulator, uid) == 1
+    assert status_polls(waits.simulator, uid) == 1
     assert anyio.current_time() == pytest.approx(5.0, abs=0.01)
-    assert [r.status for r in await client.wait_for_runs([uid])] == [ea.RunStatus.FAILED]
+    assert [r.status for r in await waits.client.wait_for_runs([uid])] == [ea.RunStatus.FAILED]
 
 
-async def test_a_final_callback_the_api_does_not_show_yet_keeps_polling(
-    client: ea.AsyncClient,
-    edges: httpx.AsyncClient,
-    simulator: EdgesSimulator,
-    workspace: Workspace,
-) -> None:
+async def test_a_final_callback_the_api_does_not_show_yet_keeps_polling(waits: Waits) -> None:
     """The fetch after a final callback still shows RUNNING: the API decides, polling goes on."""
-    uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 60.0)).uid
-    await edges.post("", json=callback_body(uid, "FAILED"))
-    run = await client.wait_for_run(uid)
+    uid = waits.run_ending("SUCCEEDED", 60.0)
+    await waits.edges.post("", json=callback_body(uid, "FAILED"))
+    run = await waits.client.wait_for_run(uid)
     assert run.status is ea.RunStatus.SUCCEEDED
     assert 60.0 <= anyio.current_time() < 61.0
 
 
-async def test_a_callback_for_an_unknown_run_is_harmless(
-    client: ea.AsyncClient,
-    edges: httpx.AsyncClient,
-    simulator: EdgesSimulator,
-    workspace: Workspace,
-) -> None:
+async def test_a_callback_for_an_unknown_run_is_harmless(waits: Waits) -> None:
+    """Callbacks for a run nobody knows are answered 200 and disturb no other wait."""
     stranger = "9" * 8 + "-9999-4999-8999-" + "9" * 12
     for status in ("RUNNING", "SUCCEEDED", "SOMETHING_NEW"):
-        response = await edges.post("", json=callback_body(stranger, status))
+        response = await waits.edges.post("", json=callback_body(stranger, status))
         assert response.status_code == 200
-    uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 3.0)).uid
-    run = await client.wait_for_run(uid)
+    uid = waits.run_ending("SUCCEEDED", 3.0)
+    run = await waits.client.wait_for_run(uid)
     assert run.status is ea.RunStatus.SUCCEEDED
 
 
-async def test_status_changes_from_callbacks_reach_on_status_change(
-    client: ea.AsyncClient,
-    edges: httpx.AsyncClient,
-    simulator: EdgesSimulator,
-    workspace: Workspace,
-) -> None:
+async def test_status_changes_from_callbacks_reach_on_status_change(waits: Waits) -> None:
     """Callbacks' statuses reach on_status_change; the final one ends the wait at once.
 
     A partial redelivered right after the final one never turns the status back.
     """
-    uid = simulator.add_run(workspace, script=ending("SUCCEEDED", 20.0)).uid
+    uid = waits.run_ending("SUCCEEDED", 20.0)
+    edges = waits.edges
     seen: list[object] = []
 
     async def deliver() -> None:
@@ -245,7 +274,9 @@ async def test_status_changes_from_callbacks_reach_on_status_change(
 
     async with anyio.create_task_group() as group:
         group.start_soon(deliver)
-        run = await client.wait_for_run(uid, on_status_change=lambda run: seen.append(run.status))
+        run = await waits.client.wait_for_run(
+            uid, on_status_change=lambda run: seen.append(run.status)
+        )
     assert seen[-1] is ea.RunStatus.SUCCEEDED
     assert seen.count(ea.RunStatus.SUCCEEDED) == 1
     assert seen[seen.index(ea.RunStatus.SUCCEEDED) :] == [ea.RunStatus.SUCCEEDED]
@@ -275,6 +306,7 @@ async def test_a_launch_with_another_callback_url_is_polled_as_usual(
     receiver: CallbackReceiver,
     simulator: EdgesSimulator,
 ) -> None:
+    """A launch whose callback goes to another URL is polled at the usual pace."""
     simulator.script_runs(ending("SUCCEEDED", 30.0))
     callback = {"url": "https://elsewhere.example/hook", "on": "final"}
     run = await client.actions.run_async("a", inputs=[{}], callback=callback)
@@ -313,9 +345,9 @@ async def test_partial_results_stream_per_run_and_end_with_the_run(
 async def test_events_carry_custom_data_and_input(
     receiver: CallbackReceiver, edges: httpx.AsyncClient
 ) -> None:
+    """Events keep the callback's custom_data and input, and its run's status."""
     uid = "4" * 8 + "-4444-4444-8444-" + "4" * 12
-    await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 0}]))
-    await edges.post("", json=callback_body(uid, "SUCCEEDED"))
+    await partial_then_final(edges, uid, [{"n": 0}])
     events = [event async for event in receiver.events(uid.upper())]
     assert [event.is_final for event in events] == [False, True]
     assert all(isinstance(event, CallbackEvent) for event in events)
@@ -325,11 +357,10 @@ async def test_events_carry_custom_data_and_input(
 
 
 async def test_a_full_results_buffer_answers_503_so_edges_retries(client: ea.AsyncClient) -> None:
+    """Results beyond max_buffered_results get a 503 with Retry-After; the retry is taken."""
     receiver = CallbackReceiver(client, secret=SECRET, max_buffered_results=3)
     uid = "5" * 8 + "-5555-4555-8555-" + "5" * 12
-    transport = httpx.ASGITransport(app=receiver)
-    headers = {DEFAULT_SECRET_HEADER: SECRET}
-    async with httpx.AsyncClient(transport=transport, base_url=URL, headers=headers) as edges:
+    async with posting_to(receiver) as edges:
         body = callback_body(uid, "RUNNING", ref="r1", results=[{"n": 0}, {"n": 1}])
         assert (await edges.post("", json=body)).status_code == 200
         late = callback_body(uid, "RUNNING", ref="r2", results=[{"n": 2}, {"n": 3}])
@@ -393,8 +424,7 @@ async def test_a_late_partial_after_the_final_was_read_goes_to_the_next_reader(
 ) -> None:
     """Read to the end, then a redelivered partial: the next call yields it and ends."""
     uid = "8" * 8 + "-8888-4888-8888-" + "8" * 12
-    await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 0}]))
-    await edges.post("", json=callback_body(uid, "SUCCEEDED"))
+    await partial_then_final(edges, uid, [{"n": 0}])
     assert [result async for result in receiver.results(uid)] == [{"n": 0}]
     late = await edges.post("", json=callback_body(uid, "RUNNING", results=[{"n": 1}]))
     assert (late.status_code, late.json()["duplicate"]) == (200, False)
@@ -426,6 +456,7 @@ def test_the_buffer_bound_in_bytes_is_checked(value: object) -> None:
 
 
 async def test_the_receiver_as_a_fastapi_router(receiver: CallbackReceiver) -> None:
+    """receiver.router() mounted in FastAPI checks the secret and answers POST only."""
     app = FastAPI()
     app.include_router(receiver.router("/hooks/edges"))
     uid = "6" * 8 + "-6666-4666-8666-" + "6" * 12
@@ -442,18 +473,13 @@ async def test_the_receiver_as_a_fastapi_router(receiver: CallbackReceiver) -> N
     assert [event.run_uid async for event in receiver.events(uid)] == [uid]
 
 
-async def test_resuming_a_run_forgets_the_end_a_callback_told(
-    client: ea.AsyncClient,
-    edges: httpx.AsyncClient,
-    simulator: EdgesSimulator,
-    workspace: Workspace,
-) -> None:
+async def test_resuming_a_run_forgets_the_end_a_callback_told(waits: Waits) -> None:
     """A BLOCKED callback, then resume: the next wait polls the run again, not the old end."""
-    uid = simulator.add_run(workspace, script=ending("BLOCKED", 5.0)).uid
+    uid = waits.run_ending("BLOCKED", 5.0)
     await anyio.sleep(6)
-    await edges.post("", json=callback_body(uid, "BLOCKED"))
-    assert (await client.wait_for_run(uid)).status is ea.RunStatus.BLOCKED
-    await client.runs.resume(uid)
-    run = await client.wait_for_run(uid)
+    await waits.edges.post("", json=callback_body(uid, "BLOCKED"))
+    assert (await waits.client.wait_for_run(uid)).status is ea.RunStatus.BLOCKED
+    await waits.client.runs.resume(uid)
+    run = await waits.client.wait_for_run(uid)
     assert run.status is ea.RunStatus.SUCCEEDED  # the resumed run's own end, polled
     assert run.action_name is not None
