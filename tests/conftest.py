@@ -1,4 +1,9 @@
-"""Shared fixtures: a client over httpx.MockTransport, and a clean environment."""
+"""Shared fixtures: a client over httpx.MockTransport, simulators, and a clean environment.
+
+``simulator``/``workspace``/``client`` put the SDK's ``ea.AsyncClient`` in front
+of a simulator; ``sim``/``sim_workspace``/``raw_client`` are plain httpx, for
+testing the simulator itself (a module may set ``SIM_SEED`` and ``SIM_PLAN``).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,9 @@ from edges_async.testing import EdgesSimulator, NoRateLimit, Workspace
 API_KEY = "sk-test-0123456789abcdef"
 RUN_UID = "4c3a5f0e-9d1b-4a8e-8a52-6b1f0c2d7e11"
 SIM_START = datetime(2026, 11, 1, 9, 0, 0, tzinfo=timezone.utc)
+# The raw-HTTP tests of the simulator itself (fixtures sim, sim_workspace, raw_client).
+RAW_API_KEY = "key-1"
+RAW_SIM_START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 RAW_BASE_URL = "https://api.edges.run"
 # The documented shape of a launch response (POST /v1/actions/{slug}/run/async).
 LAUNCH_RESPONSE = {
@@ -31,6 +39,7 @@ LAUNCH_RESPONSE = {
     "created_at": "2026-11-20T10:00:00Z",
     "updated_at": "2026-11-20T10:00:00Z",
 }
+LAUNCH_FIELDS = frozenset(LAUNCH_RESPONSE)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -116,3 +125,29 @@ async def client(simulator: EdgesSimulator, workspace: Workspace) -> AsyncIterat
         ea.AsyncClient(API_KEY, plan="titanium", http_client=http) as sdk_client,
     ):
         yield sdk_client
+
+
+@pytest.fixture
+def sim(request: pytest.FixtureRequest) -> EdgesSimulator:
+    """A simulator for raw-HTTP tests of the simulator, starting on RAW_SIM_START.
+
+    Seeded with the test module's ``SIM_SEED`` (default 0).
+    """
+    return EdgesSimulator(seed=getattr(request.module, "SIM_SEED", 0), start_time=RAW_SIM_START)
+
+
+@pytest.fixture
+def sim_workspace(request: pytest.FixtureRequest, sim: EdgesSimulator) -> Workspace:
+    """The workspace of ``sim``, key RAW_API_KEY, on the module's ``SIM_PLAN`` (titanium)."""
+    return sim.add_workspace(
+        api_key=RAW_API_KEY, plan=getattr(request.module, "SIM_PLAN", "titanium")
+    )
+
+
+@pytest.fixture
+async def raw_client(
+    sim: EdgesSimulator, sim_workspace: Workspace
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Plain httpx to ``sim`` in process, as ``sim_workspace``: no SDK in between."""
+    async with raw_http(sim, RAW_API_KEY) as http:
+        yield http

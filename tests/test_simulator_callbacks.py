@@ -107,6 +107,12 @@ async def deliver_for(sim: EdgesSimulator, receiver: Receiver, seconds: float) -
         await asyncio.sleep(seconds)
 
 
+def retrying(*delays: float) -> tuple[EdgesSimulator, Workspace]:
+    """A seeded simulator that retries callbacks after ``delays``, and its workspace (API_KEY)."""
+    sim = EdgesSimulator(start_time=SIM_START, seed=2, callback_retry_delays=delays)
+    return sim, sim.add_workspace(api_key=API_KEY)
+
+
 def attempts(sim: EdgesSimulator) -> list[tuple[float, str, int, int | None]]:
     """(time, status, attempt, status code) of each logged delivery attempt."""
     return [(d.time, d.status, d.attempt, d.status_code) for d in sim.callback_deliveries]
@@ -231,8 +237,7 @@ async def test_runs_without_a_callback_get_none(
 
 async def test_failed_deliveries_are_retried_with_the_same_body_after_the_delays() -> None:
     """Non-2xx answers are retried after each configured delay with the same callback_ref_uid."""
-    sim = EdgesSimulator(start_time=SIM_START, seed=2, callback_retry_delays=(0.5, 1.5, 4.0))
-    sim.add_workspace(api_key=API_KEY)
+    sim, _ = retrying(0.5, 1.5, 4.0)
     done = RunScript(steps=(("CREATED", 0.0), ("SUCCEEDED", 3.0)), outputs=0)
     await launch(sim, {"url": HOOK}, script=done)
     receiver = Receiver({"/edges": [500, 503]})
@@ -266,8 +271,7 @@ async def test_the_default_retry_delays_double_from_one_second_then_give_up(
 
 async def test_transport_errors_and_timeouts_count_as_failed_attempts() -> None:
     """A connection error and a receiver silent for over 10 s are retried, then given up."""
-    sim = EdgesSimulator(start_time=SIM_START, seed=2, callback_retry_delays=(1.0,))
-    workspace = sim.add_workspace(api_key=API_KEY)
+    sim, workspace = retrying(1.0)
     sim.add_run(workspace, script=RunScript(steps=(("SUCCEEDED", 0.0),)), callback={"url": HOOK})
 
     def refuse(request: httpx.Request) -> httpx.Response:
@@ -294,8 +298,7 @@ async def test_transport_errors_and_timeouts_count_as_failed_attempts() -> None:
 
 async def test_a_retrying_run_holds_back_no_other_run() -> None:
     """While one receiver fails and waits out a long retry, another run's callback is on time."""
-    sim = EdgesSimulator(start_time=SIM_START, seed=2, callback_retry_delays=(100.0,))
-    sim.add_workspace(api_key=API_KEY)
+    sim, _ = retrying(100.0)
     first = RunScript(steps=(("CREATED", 0.0), ("SUCCEEDED", 1.0)), outputs=0)
     second = RunScript(steps=(("CREATED", 0.0), ("SUCCEEDED", 5.0)), outputs=0)
     await launch(sim, {"url": "https://hooks.example.com/broken"}, script=first)
@@ -311,8 +314,7 @@ async def test_a_retrying_run_holds_back_no_other_run() -> None:
 
 async def test_a_runs_callbacks_stay_in_order_when_one_is_retried() -> None:
     """A partial being retried holds back that run's later partials and its final, in order."""
-    sim = EdgesSimulator(start_time=SIM_START, seed=2, callback_retry_delays=(5.0,))
-    sim.add_workspace(api_key=API_KEY)
+    sim, _ = retrying(5.0)
     script = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 3.0)), outputs=30)
     await launch(sim, {"url": HOOK, "on": "all"}, script=script)
     receiver = Receiver({"/edges": [500]})
@@ -350,8 +352,7 @@ async def test_a_cancelled_run_gets_no_callbacks_after_the_cancel(
 
 async def test_a_cancel_stops_the_retries_too() -> None:
     """A callback being retried is not attempted again once its run is cancelled."""
-    sim = EdgesSimulator(start_time=SIM_START, seed=2, callback_retry_delays=(10.0, 10.0))
-    sim.add_workspace(api_key=API_KEY)
+    sim, _ = retrying(10.0, 10.0)
     script = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 100.0)), outputs=20)
     uid = await launch(sim, {"url": HOOK, "on": "all"}, script=script)
     receiver = Receiver({"/edges": [500] * 10})
@@ -398,8 +399,7 @@ async def test_callbacks_due_before_the_block_go_out_when_it_starts(
 
 async def test_a_callback_cut_short_by_the_block_ending_is_sent_again_by_the_next() -> None:
     """Leaving the block mid-retry keeps the callback; the next block sends it, same ref uid."""
-    sim = EdgesSimulator(start_time=SIM_START, seed=2, callback_retry_delays=(50.0,))
-    workspace = sim.add_workspace(api_key=API_KEY)
+    sim, workspace = retrying(50.0)
     sim.add_run(workspace, script=RunScript(steps=(("SUCCEEDED", 0.0),)), callback={"url": HOOK})
     receiver = Receiver({"/edges": [500]})
     await deliver_for(sim, receiver, 10)

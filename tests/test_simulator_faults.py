@@ -4,47 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 
 from edges_async.testing import EdgesSimulator, Fault, RecordedRequest, Workspace
 
-from .conftest import raw_http
+from .conftest import RAW_SIM_START, raw_http
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def sim() -> EdgesSimulator:
-    return EdgesSimulator(seed=2, start_time=START)
-
-
-@pytest.fixture
-def workspace(sim: EdgesSimulator) -> Workspace:
-    return sim.add_workspace(api_key="key-1", plan="trial")
-
-
-@pytest.fixture
-async def client(sim: EdgesSimulator, workspace: Workspace) -> AsyncIterator[httpx.AsyncClient]:
-    async with raw_http(sim, "key-1") as http:
-        yield http
+SIM_SEED = 2
+SIM_PLAN = "trial"
 
 
 async def test_status_fault_answers_an_edges_error_a_set_number_of_times(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A status fault answers its status with an Edges error body, `times` times."""
     sim.faults.add(Fault(status=503, times=2))
-    statuses = [(await client.get("/v1/runs")).status_code for _ in range(3)]
+    statuses = [(await raw_client.get("/v1/runs")).status_code for _ in range(3)]
     assert statuses == [503, 503, 200]
     assert len(sim.faults) == 0
-    error = (await _faulted(sim, client, Fault(status=424))).json()
+    error = (await _faulted(sim, raw_client, Fault(status=424))).json()
     assert set(error) == {"error_label", "error_scope", "error_ref", "message", "status_code"}
     assert (error["status_code"], error["error_label"]) == (424, "GENERIC_ERROR")
 
@@ -55,10 +37,10 @@ async def _faulted(sim: EdgesSimulator, client: httpx.AsyncClient, fault: Fault)
 
 
 async def test_status_fault_sends_its_headers(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A 429 fault can carry Retry-After like the real API."""
-    response = await _faulted(sim, client, Fault(status=429, headers={"Retry-After": "3"}))
+    response = await _faulted(sim, raw_client, Fault(status=429, headers={"Retry-After": "3"}))
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "3"
     assert response.json()["error_label"] == "STATUS_429"
@@ -73,18 +55,18 @@ async def test_status_fault_sends_its_headers(
     ],
 )
 async def test_status_fault_can_send_a_custom_body(
-    sim: EdgesSimulator, client: httpx.AsyncClient, body: Any, content: bytes
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient, body: Any, content: bytes
 ) -> None:
     """A fault body is sent raw when str or bytes, as JSON otherwise."""
-    response = await _faulted(sim, client, Fault(status=502, body=body))
+    response = await _faulted(sim, raw_client, Fault(status=502, body=body))
     assert (response.status_code, response.content) == (502, content)
 
 
 async def test_malformed_fault_answers_truncated_json(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A malformed fault answers 200 whose JSON body cannot be parsed."""
-    response = await _faulted(sim, client, Fault(malformed=True))
+    response = await _faulted(sim, raw_client, Fault(malformed=True))
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     with pytest.raises(json.JSONDecodeError):
@@ -92,26 +74,26 @@ async def test_malformed_fault_answers_truncated_json(
 
 
 async def test_drop_fault_is_a_remote_protocol_error(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A dropped connection surfaces as httpx.RemoteProtocolError and is logged without status."""
     sim.faults.add(Fault(drop=True))
     with pytest.raises(httpx.RemoteProtocolError):
-        await client.get("/v1/runs")
+        await raw_client.get("/v1/runs")
     assert sim.requests[-1].status_code is None
     assert sim.requests[-1].fault == Fault(drop=True)
-    assert (await client.get("/v1/runs")).status_code == 200
+    assert (await raw_client.get("/v1/runs")).status_code == 200
 
 
 async def test_refuse_fault_never_reaches_the_app(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A refused connection raises httpx.ConnectError and consumes no rate-limit budget."""
     sim.faults.add(Fault(refuse=True, times=None, path="/status$"))
     for _ in range(40):
         with pytest.raises(httpx.ConnectError):
-            await client.get("/v1/runs/00000000-0000-4000-8000-000000000000/status")
-    response = await client.get("/v1/runs")
+            await raw_client.get("/v1/runs/00000000-0000-4000-8000-000000000000/status")
+    response = await raw_client.get("/v1/runs")
     assert response.headers["X-RateLimit-Remaining"] == "29"
     refused = [request for request in sim.requests if request.fault is not None]
     assert len(refused) == 40
@@ -119,30 +101,32 @@ async def test_refuse_fault_never_reaches_the_app(
 
 
 async def test_delay_fault_slows_the_answer_on_the_loop_clock(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A delay-only fault answers normally, `delay` seconds of loop time later."""
     sim.faults.add(Fault(delay=timedelta(seconds=12.5)))
     loop = asyncio.get_running_loop()
     began = loop.time()
-    response = await client.get("/v1/runs")
+    response = await raw_client.get("/v1/runs")
     assert response.status_code == 200
     assert response.headers["X-RateLimit-Remaining"] == "29"
     assert loop.time() - began == pytest.approx(12.5)
     assert sim.requests[-1].time == pytest.approx(began)
 
 
-async def test_delay_combines_with_a_status(sim: EdgesSimulator, client: httpx.AsyncClient) -> None:
+async def test_delay_combines_with_a_status(
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
+) -> None:
     """A delay before a status fault makes a slow failure."""
     loop = asyncio.get_running_loop()
     began = loop.time()
-    response = await _faulted(sim, client, Fault(delay=3.0, status=504))
+    response = await _faulted(sim, raw_client, Fault(delay=3.0, status=504))
     assert response.status_code == 504
     assert loop.time() - began == pytest.approx(3.0)
 
 
 async def test_faults_match_method_and_path_in_order(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """Rules are matched in order, by method and by a regex searched in the path."""
     sim.faults.add(
@@ -150,25 +134,25 @@ async def test_faults_match_method_and_path_in_order(
         Fault(path=r"/runs/[^/]+/status$", status=502, times=None),
         Fault(path=r"/runs", status=503, times=None),
     )
-    launch = await client.post("/v1/actions/a/run/async", json={"inputs": [{}]})
-    status = await client.get("/v1/runs/00000000-0000-4000-8000-000000000000/status")
-    listing = await client.get("/v1/runs")
-    other = await client.get("/v1/elsewhere")
+    launch = await raw_client.post("/v1/actions/a/run/async", json={"inputs": [{}]})
+    status = await raw_client.get("/v1/runs/00000000-0000-4000-8000-000000000000/status")
+    listing = await raw_client.get("/v1/runs")
+    other = await raw_client.get("/v1/elsewhere")
     assert [r.status_code for r in (launch, status, listing, other)] == [500, 502, 503, 404]
     sim.faults.clear()
-    assert (await client.get("/v1/runs")).status_code == 200
+    assert (await raw_client.get("/v1/runs")).status_code == 200
 
 
 async def test_faults_come_before_auth_and_limits(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A faulted request gets its fault even without a key, and uses no budget."""
     sim.faults.add(Fault(status=500, times=5))
     for _ in range(5):
-        response = await client.get("/v1/runs", headers={"X-API-Key": "unknown"})
+        response = await raw_client.get("/v1/runs", headers={"X-API-Key": "unknown"})
         assert response.status_code == 500
         assert "X-RateLimit-Remaining" not in response.headers
-    assert (await client.get("/v1/runs")).headers["X-RateLimit-Remaining"] == "29"
+    assert (await raw_client.get("/v1/runs")).headers["X-RateLimit-Remaining"] == "29"
 
 
 @pytest.mark.parametrize(
@@ -189,14 +173,14 @@ def test_fault_rejects_contradictions(kwargs: dict[str, Any], message: str) -> N
 
 
 async def test_request_log_records_what_was_asked_and_answered(
-    sim: EdgesSimulator, workspace: Workspace, client: httpx.AsyncClient
+    sim: EdgesSimulator, sim_workspace: Workspace, raw_client: httpx.AsyncClient
 ) -> None:
     """Each request is logged with clock time, query pairs, headers, workspace and status."""
     await asyncio.sleep(7)
-    await client.get("/v1/runs", params=[("status", "RUNNING"), ("status", "QUEUED")])
-    await client.get("/v1/runs", headers={"X-API-Key": "wrong"})
+    await raw_client.get("/v1/runs", params=[("status", "RUNNING"), ("status", "QUEUED")])
+    await raw_client.get("/v1/runs", headers={"X-API-Key": "wrong"})
     sim.faults.add(Fault(status=418))
-    await client.post("/v1/actions/a/run/async", json={"inputs": [{}]})
+    await raw_client.post("/v1/actions/a/run/async", json={"inputs": [{}]})
     listed, unauthorised, faulted = sim.requests
     assert listed == RecordedRequest(
         time=7.0,
@@ -204,7 +188,7 @@ async def test_request_log_records_what_was_asked_and_answered(
         path="/v1/runs",
         query=[("status", "RUNNING"), ("status", "QUEUED")],
         headers=listed.headers,
-        workspace_uid=workspace.uid,
+        workspace_uid=sim_workspace.uid,
         status_code=200,
         fault=None,
     )
@@ -218,7 +202,9 @@ async def test_request_log_records_what_was_asked_and_answered(
 
 async def test_request_log_can_be_bounded() -> None:
     """With max_logged_requests, only about the newest that many requests are kept."""
-    sim = EdgesSimulator(seed=2, start_time=START, window="unlimited", max_logged_requests=50)
+    sim = EdgesSimulator(
+        seed=2, start_time=RAW_SIM_START, window="unlimited", max_logged_requests=50
+    )
     workspace = sim.add_workspace(api_key="key-1", plan="titanium")
     run = sim.add_run(workspace)
     async with raw_http(sim, "key-1") as http:

@@ -5,37 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 
 from edges_async.testing import EdgesSimulator, RunProfile, RunScript, Workspace
 
-from .conftest import raw_http
+from .conftest import LAUNCH_FIELDS, RAW_SIM_START, raw_http
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+SIM_SEED = 3
 STEPS = (("CREATED", 0.0), ("QUEUED", 1.0), ("RUNNING", 2.0), ("SUCCEEDED", 10.0))
 TERMINAL = {"SUCCEEDED", "PARTIAL_SUCCEEDED", "FAILED", "STOPPED", "BLOCKED", "INVALID"}
-
-
-@pytest.fixture
-def sim() -> EdgesSimulator:
-    return EdgesSimulator(seed=3, start_time=START)
-
-
-@pytest.fixture
-def workspace(sim: EdgesSimulator) -> Workspace:
-    return sim.add_workspace(api_key="key-1", plan="titanium")
-
-
-@pytest.fixture
-async def client(sim: EdgesSimulator, workspace: Workspace) -> AsyncIterator[httpx.AsyncClient]:
-    async with raw_http(sim, "key-1") as http:
-        yield http
 
 
 async def launch(client: httpx.AsyncClient, action: str = "linkedin-extract-people") -> str:
@@ -45,6 +26,12 @@ async def launch(client: httpx.AsyncClient, action: str = "linkedin-extract-peop
     assert response.status_code == 200, response.text
     uid: str = response.json()["run_uid"]
     return uid
+
+
+async def launch_scripted(sim: EdgesSimulator, client: httpx.AsyncClient, script: RunScript) -> str:
+    """Launch a run that follows ``script``; its uid."""
+    sim.script_runs(script)
+    return await launch(client)
 
 
 async def sleep_until(moment: float) -> None:
@@ -59,11 +46,10 @@ async def get_run(client: httpx.AsyncClient, uid: str) -> dict[str, Any]:
 
 
 async def test_scripted_run_moves_through_its_steps_on_the_clock(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A scripted run shows each status from its step's time until the next step."""
-    sim.script_runs(RunScript(steps=STEPS, outputs=10))
-    uid = await launch(client)
+    uid = await launch_scripted(sim, raw_client, RunScript(steps=STEPS, outputs=10))
     expected = [
         (0.999, "CREATED"),
         (1.0, "QUEUED"),
@@ -75,94 +61,84 @@ async def test_scripted_run_moves_through_its_steps_on_the_clock(
     ]
     for moment, status in expected:
         await sleep_until(moment)
-        response = await client.get(f"/v1/runs/{uid}/status")
+        response = await raw_client.get(f"/v1/runs/{uid}/status")
         assert (moment, response.json()["status"]) == (moment, status)
 
 
 async def test_launch_answers_the_documented_shape(
-    sim: EdgesSimulator, client: httpx.AsyncClient, workspace: Workspace
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient, sim_workspace: Workspace
 ) -> None:
     """The async launch answers run_id, run_uid, workspace and user uids and CREATED."""
-    response = await client.post(
+    response = await raw_client.post(
         "/v1/actions/linkedin-extract-people/run/async", json={"inputs": [{}, {}]}
     )
     body = response.json()
-    assert set(body) == {
-        "run_id",
-        "run_uid",
-        "workspace_uid",
-        "user_uid",
-        "action_name",
-        "status",
-        "postponed_until",
-        "created_at",
-        "updated_at",
-    }
+    assert set(body) == LAUNCH_FIELDS
     assert body["status"] == "CREATED"
-    assert body["workspace_uid"] == workspace.uid
-    assert body["user_uid"] == workspace.user_uid
+    assert body["workspace_uid"] == sim_workspace.uid
+    assert body["user_uid"] == sim_workspace.user_uid
     assert body["action_name"] == "linkedin-extract-people"
     assert sim.get_run(body["run_uid"]).input_count == 2
 
 
 async def test_outputs_appear_linearly_while_running(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """output_count grows linearly from RUNNING to the terminal step, then holds."""
-    sim.script_runs(RunScript(steps=STEPS, outputs=100))
-    uid = await launch(client)
+    uid = await launch_scripted(sim, raw_client, RunScript(steps=STEPS, outputs=100))
     counts = []
     for moment in (1.5, 2.0, 6.0, 9.99, 10.0, 60.0):
         await sleep_until(moment)
-        counts.append((await get_run(client, uid))["output_count"])
+        counts.append((await get_run(raw_client, uid))["output_count"])
     assert counts == [0, 0, 50, 99, 100, 100]
 
 
-async def test_timestamps_follow_the_steps(sim: EdgesSimulator, client: httpx.AsyncClient) -> None:
+async def test_timestamps_follow_the_steps(
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
+) -> None:
     """started_at is set once RUNNING, finished_at once terminal, updated_at at each change."""
-    sim.script_runs(RunScript(steps=STEPS, outputs=1))
-    uid = await launch(client)
+    uid = await launch_scripted(sim, raw_client, RunScript(steps=STEPS, outputs=1))
     await sleep_until(1.5)
-    queued = await get_run(client, uid)
+    queued = await get_run(raw_client, uid)
     assert queued["created_at"] == "2025-01-01T00:00:00.000Z"
     assert queued["updated_at"] == "2025-01-01T00:00:01.000Z"
     assert (queued["started_at"], queued["finished_at"]) == (None, None)
     await sleep_until(5.0)
-    running = await get_run(client, uid)
+    running = await get_run(raw_client, uid)
     assert running["started_at"] == "2025-01-01T00:00:02.000Z"
     assert running["finished_at"] is None
     await sleep_until(12.0)
-    done = await get_run(client, uid)
+    done = await get_run(raw_client, uid)
     assert done["finished_at"] == done["updated_at"] == "2025-01-01T00:00:10.000Z"
     assert done["started_at"] == "2025-01-01T00:00:02.000Z"
 
 
 async def test_wall_time_is_start_time_plus_elapsed_clock(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """Runs launched later carry later wall-clock times, offset from start_time."""
-    await launch(client)
+    await launch(raw_client)
     await sleep_until(90.5)
-    uid = await launch(client)
-    assert (await get_run(client, uid))["created_at"] == "2025-01-01T00:01:30.500Z"
+    uid = await launch(raw_client)
+    assert (await get_run(raw_client, uid))["created_at"] == "2025-01-01T00:01:30.500Z"
 
 
 async def test_unknown_and_odd_statuses_are_emitted_verbatim(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A script can make the API emit lowercase, unknown and null statuses."""
     sim.script_runs(RunScript(steps=(("pending", 0.0), ("ARCHIVING", 1.0), (None, 2.0))))
-    response = await client.post("/v1/actions/a/run/async", json={"inputs": [{}]})
+    response = await raw_client.post("/v1/actions/a/run/async", json={"inputs": [{}]})
     assert response.json()["status"] == "pending"
     uid = response.json()["run_uid"]
     await sleep_until(1.0)
-    assert (await get_run(client, uid))["status"] == "ARCHIVING"
+    assert (await get_run(raw_client, uid))["status"] == "ARCHIVING"
     await sleep_until(2.0)
-    assert (await get_run(client, uid))["status"] is None
+    assert (await get_run(raw_client, uid))["status"] is None
 
 
 async def test_failed_run_carries_last_error_once_failed(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A FAILED run shows a last_error from its failure on; a scripted error passes through."""
     failed = (("CREATED", 0.0), ("RUNNING", 1.0), ("FAILED", 3.0))
@@ -171,26 +147,26 @@ async def test_failed_run_carries_last_error_once_failed(
         RunScript(steps=failed, outputs=0),
         RunScript(steps=(("CREATED", 0.0), ("BLOCKED", 2.0)), last_error=custom),
     )
-    failing, blocked = await launch(client), await launch(client)
+    failing, blocked = await launch(raw_client), await launch(raw_client)
     await sleep_until(1.5)
-    assert (await get_run(client, failing))["last_error"] is None
+    assert (await get_run(raw_client, failing))["last_error"] is None
     await sleep_until(3.0)
-    error = (await get_run(client, failing))["last_error"]
+    error = (await get_run(raw_client, failing))["last_error"]
     assert error["label"] == "NO_RESULT"
     assert set(error) == {"label", "message", "params"}
-    assert (await get_run(client, blocked))["last_error"] == custom
+    assert (await get_run(raw_client, blocked))["last_error"] == custom
 
 
 async def test_script_queue_is_fifo_and_may_target_one_action(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """Scripts go to launches in order; an action's own scripts come before generic ones."""
     sim.script_runs(RunScript(steps=(("FIRST", 0.0),)), RunScript(steps=(("SECOND", 0.0),)))
     sim.script_runs(RunScript(steps=(("SPECIAL", 0.0),)), action="special-action")
     statuses = []
     for action in ("special-action", "other", "special-action", "other"):
-        uid = await launch(client, action)
-        statuses.append((await get_run(client, uid))["status"])
+        uid = await launch(raw_client, action)
+        statuses.append((await get_run(raw_client, uid))["status"])
     assert statuses == ["SPECIAL", "FIRST", "SECOND", "CREATED"]
 
 
@@ -198,7 +174,7 @@ async def test_random_lifecycles_are_reproducible_from_the_seed() -> None:
     """Two simulators with the same seed give the same runs; another seed differs."""
 
     async def outcome(seed: int) -> list[tuple[str, Any, int]]:
-        sim = EdgesSimulator(seed=seed, start_time=START)
+        sim = EdgesSimulator(seed=seed, start_time=RAW_SIM_START)
         sim.add_workspace(api_key="k", plan="titanium")
         async with raw_http(sim, "k") as http:
             uids = [await launch(http) for _ in range(8)]
@@ -240,22 +216,23 @@ async def test_run_profile_changes_random_lifecycles(sim: EdgesSimulator) -> Non
 
 
 async def test_resume_takes_a_blocked_run_to_succeeded(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """Resuming a BLOCKED run makes it SCHEDULED, then QUEUED, RUNNING and SUCCEEDED."""
     blocked = (("CREATED", 0.0), ("RUNNING", 1.0), ("BLOCKED", 3.0))
     error = {"label": "BAD_INPUT", "message": "m", "params": {}}
-    sim.script_runs(RunScript(steps=blocked, outputs=5, resume_outputs=5, last_error=error))
-    uid = await launch(client)
+    uid = await launch_scripted(
+        sim, raw_client, RunScript(steps=blocked, outputs=5, resume_outputs=5, last_error=error)
+    )
     await sleep_until(3.0)
-    resumed = await client.post(f"/v1/runs/{uid}/resume")
+    resumed = await raw_client.post(f"/v1/runs/{uid}/resume")
     assert resumed.status_code == 200
     body = resumed.json()
     assert (body["status"], body["finished_at"], body["last_error"]) == ("SCHEDULED", None, None)
     timeline = []
     for moment in (4.0, 5.0, 8.0):
         await sleep_until(moment)
-        run = await get_run(client, uid)
+        run = await get_run(raw_client, uid)
         timeline.append((run["status"], run["output_count"]))
     assert timeline == [("QUEUED", 5), ("RUNNING", 5), ("SUCCEEDED", 10)]
     assert run["finished_at"] == "2025-01-01T00:00:08.000Z"
@@ -263,67 +240,67 @@ async def test_resume_takes_a_blocked_run_to_succeeded(
 
 @pytest.mark.parametrize("moment", [1.5, 20.0], ids=["running", "succeeded"])
 async def test_resume_refuses_a_run_that_is_not_blocked(
-    sim: EdgesSimulator, client: httpx.AsyncClient, moment: float
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient, moment: float
 ) -> None:
     """Resuming a run that is not BLOCKED answers 422 and changes nothing."""
-    sim.script_runs(RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 10.0))))
-    uid = await launch(client)
+    uid = await launch_scripted(
+        sim, raw_client, RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 10.0)))
+    )
     await sleep_until(moment)
-    before = await get_run(client, uid)
-    response = await client.post(f"/v1/runs/{uid}/resume")
+    before = await get_run(raw_client, uid)
+    response = await raw_client.post(f"/v1/runs/{uid}/resume")
     assert response.status_code == 422
     assert "BLOCKED" in response.json()["message"]
     assert response.json()["status_code"] == 422
-    assert await get_run(client, uid) == before
+    assert await get_run(raw_client, uid) == before
 
 
 async def test_cancel_stops_a_running_run_and_freezes_its_outputs(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """Cancelling makes a run STOPPED at once, with the outputs visible then, for good."""
-    sim.script_runs(RunScript(steps=STEPS, outputs=100))
-    uid = await launch(client)
+    uid = await launch_scripted(sim, raw_client, RunScript(steps=STEPS, outputs=100))
     await sleep_until(6.0)
-    response = await client.post(f"/v1/runs/{uid}/cancel")
+    response = await raw_client.post(f"/v1/runs/{uid}/cancel")
     assert response.status_code == 200
     assert (response.json()["status"], response.json()["output_count"]) == ("STOPPED", 50)
     await sleep_until(100.0)
-    run = await get_run(client, uid)
+    run = await get_run(raw_client, uid)
     assert (run["status"], run["output_count"]) == ("STOPPED", 50)
     assert run["finished_at"] == run["updated_at"] == "2025-01-01T00:00:06.000Z"
 
 
 async def test_cancel_refuses_finished_and_live_runs(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """Cancelling a terminal run answers 422; cancelling a LIVE run answers 400."""
     sim.script_runs(RunScript(steps=(("SUCCEEDED", 0.0),)))
-    finished = await launch(client)
-    refused = await client.post(f"/v1/runs/{finished}/cancel")
+    finished = await launch(raw_client)
+    refused = await raw_client.post(f"/v1/runs/{finished}/cancel")
     assert refused.status_code == 422
     assert "SUCCEEDED" in refused.json()["message"]
-    await client.post("/v1/actions/a/run/live", json={"input": {"q": 1}})
+    await raw_client.post("/v1/actions/a/run/live", json={"input": {"q": 1}})
     live = next(run for run in sim.runs if run.execution_mode == "LIVE")
-    response = await client.post(f"/v1/runs/{live.uid}/cancel")
+    response = await raw_client.post(f"/v1/runs/{live.uid}/cancel")
     assert response.status_code == 400
     assert "LIVE" in response.json()["message"]
 
 
 async def test_postponed_until_comes_from_the_script(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """postponed_until is shown as given, a timedelta counting from the run's creation."""
     moment = datetime(2025, 2, 1, 12, 0, tzinfo=timezone.utc)
     sim.script_runs(
         RunScript(postponed_until=timedelta(minutes=5)), RunScript(postponed_until=moment)
     )
-    relative, absolute = await launch(client), await launch(client)
-    assert (await get_run(client, relative))["postponed_until"] == "2025-01-01T00:05:00.000Z"
-    assert (await get_run(client, absolute))["postponed_until"] == "2025-02-01T12:00:00.000Z"
+    relative, absolute = await launch(raw_client), await launch(raw_client)
+    assert (await get_run(raw_client, relative))["postponed_until"] == "2025-01-01T00:05:00.000Z"
+    assert (await get_run(raw_client, absolute))["postponed_until"] == "2025-02-01T12:00:00.000Z"
 
 
 async def test_seeded_run_reads_like_the_api(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A run seeded with add_run follows the clock and matches what the API answers."""
     workspace = sim.workspaces[0]
@@ -331,8 +308,8 @@ async def test_seeded_run_reads_like_the_api(
     assert (run.status, run.output_count, run.input_count) == ("CREATED", 0, 2)
     await sleep_until(10.0)
     assert (run.status, run.output_count) == ("SUCCEEDED", 8)
-    assert await get_run(client, run.uid) == run.as_dict()
-    assert run.created_at == START
+    assert await get_run(raw_client, run.uid) == run.as_dict()
+    assert run.created_at == RAW_SIM_START
 
 
 @pytest.mark.parametrize(

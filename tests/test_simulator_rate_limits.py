@@ -35,6 +35,15 @@ async def burst(client: httpx.AsyncClient, path: str, count: int) -> list[httpx.
     return [await client.get(path) for _ in range(count)]
 
 
+async def paced(client: httpx.AsyncClient, path: str, *, every: float, count: int) -> list[int]:
+    """The statuses of ``count`` GETs of ``path``, the n-th (from 1) at ``n * every`` seconds."""
+    statuses = []
+    for step in range(1, count + 1):
+        await sleep_until(every * step)
+        statuses.append((await client.get(path)).status_code)
+    return statuses
+
+
 async def test_sliding_minute_refuses_past_the_limit_and_says_when_to_retry() -> None:
     """The 31st request in a minute gets 429 with the documented headers and Retry-After."""
     sim, _, uid = setup(WindowKind.SLIDING_MINUTE)
@@ -103,10 +112,7 @@ async def test_per_second_bucket_refuses_a_burst_but_passes_an_even_stream() -> 
         assert refused.status_code == 429
         assert refused.headers["Retry-After"] == "2"
         assert "0.5 requests per second" in refused.json()["message"]
-        statuses = []
-        for step in range(1, 31):
-            await sleep_until(2.0 * step)
-            statuses.append((await client.get(f"/v1/runs/{uid}")).status_code)
+        statuses = await paced(client, f"/v1/runs/{uid}", every=2.0, count=30)
         assert statuses == [200] * 30
 
 
@@ -116,10 +122,7 @@ async def test_per_second_bucket_holds_one_seconds_worth() -> None:
     async with raw_http(sim, "key-1") as client:
         burst_statuses = [r.status_code for r in await burst(client, f"/v1/runs/{uid}", 11)]
         assert burst_statuses == [200] * 10 + [429]
-        statuses = []
-        for step in range(1, 51):
-            await sleep_until(0.1 * step)
-            statuses.append((await client.get(f"/v1/runs/{uid}")).status_code)
+        statuses = await paced(client, f"/v1/runs/{uid}", every=0.1, count=50)
         assert statuses == [200] * 50
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -13,10 +13,7 @@ from edges_async.testing import EdgesSimulator, RunScript, Workspace
 
 from .conftest import RAW_BASE_URL, raw_http
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+SIM_SEED = 5
 RUN_FIELDS = {
     "id",
     "uid",
@@ -42,22 +39,6 @@ RUN_FIELDS = {
 ERROR_FIELDS = {"error_label", "error_scope", "error_ref", "message", "status_code"}
 
 
-@pytest.fixture
-def sim() -> EdgesSimulator:
-    return EdgesSimulator(seed=5, start_time=START)
-
-
-@pytest.fixture
-def workspace(sim: EdgesSimulator) -> Workspace:
-    return sim.add_workspace(api_key="key-1", plan="titanium")
-
-
-@pytest.fixture
-async def client(sim: EdgesSimulator, workspace: Workspace) -> AsyncIterator[httpx.AsyncClient]:
-    async with raw_http(sim, "key-1") as http:
-        yield http
-
-
 def scripted(status: str) -> RunScript:
     return RunScript(steps=((status, 0.0),), outputs=0)
 
@@ -70,89 +51,89 @@ async def list_runs(client: httpx.AsyncClient, params: list[tuple[str, str]]) ->
 
 
 async def test_list_is_newest_first_with_id_breaking_ties(
-    sim: EdgesSimulator, workspace: Workspace, client: httpx.AsyncClient
+    sim: EdgesSimulator, sim_workspace: Workspace, raw_client: httpx.AsyncClient
 ) -> None:
     """Without sort the list is -created_at, and runs created together come -id."""
-    first = [sim.add_run(workspace) for _ in range(3)]
+    first = [sim.add_run(sim_workspace) for _ in range(3)]
     await asyncio.sleep(5)
-    later = [sim.add_run(workspace) for _ in range(2)]
-    runs = await list_runs(client, [])
+    later = [sim.add_run(sim_workspace) for _ in range(2)]
+    runs = await list_runs(raw_client, [])
     assert [run["uid"] for run in runs] == [run.uid for run in reversed(first + later)]
     assert all(set(run) == RUN_FIELDS for run in runs)
 
 
 async def test_list_shows_only_the_callers_live_runs(
-    sim: EdgesSimulator, workspace: Workspace, client: httpx.AsyncClient
+    sim: EdgesSimulator, sim_workspace: Workspace, raw_client: httpx.AsyncClient
 ) -> None:
     """Another workspace's runs and runs older than 90 days are left out."""
-    mine = sim.add_run(workspace)
-    recent = sim.add_run(workspace, age=timedelta(days=89))
-    sim.add_run(workspace, age=timedelta(days=91))
+    mine = sim.add_run(sim_workspace)
+    recent = sim.add_run(sim_workspace, age=timedelta(days=89))
+    sim.add_run(sim_workspace, age=timedelta(days=91))
     sim.add_run(sim.add_workspace(api_key="key-2"))
-    runs = await list_runs(client, [])
+    runs = await list_runs(raw_client, [])
     assert [run["uid"] for run in runs] == [mine.uid, recent.uid]
 
 
 async def test_list_filters_take_repeated_keys(
-    sim: EdgesSimulator, workspace: Workspace, client: httpx.AsyncClient
+    sim: EdgesSimulator, sim_workspace: Workspace, raw_client: httpx.AsyncClient
 ) -> None:
     """status, action_name and uid filters accept several values as repeated keys."""
-    succeeded = sim.add_run(workspace, action_name="a", script=scripted("SUCCEEDED"))
-    failed = sim.add_run(workspace, action_name="b", script=scripted("FAILED"))
-    running = sim.add_run(workspace, action_name="c", script=scripted("RUNNING"))
-    by_status = await list_runs(client, [("status", "SUCCEEDED"), ("status", "FAILED")])
+    succeeded = sim.add_run(sim_workspace, action_name="a", script=scripted("SUCCEEDED"))
+    failed = sim.add_run(sim_workspace, action_name="b", script=scripted("FAILED"))
+    running = sim.add_run(sim_workspace, action_name="c", script=scripted("RUNNING"))
+    by_status = await list_runs(raw_client, [("status", "SUCCEEDED"), ("status", "FAILED")])
     assert {run["uid"] for run in by_status} == {succeeded.uid, failed.uid}
-    by_action = await list_runs(client, [("action_name", "b"), ("action_name", "c")])
+    by_action = await list_runs(raw_client, [("action_name", "b"), ("action_name", "c")])
     assert {run["uid"] for run in by_action} == {failed.uid, running.uid}
-    by_uid = await list_runs(client, [("uid", succeeded.uid), ("uid", running.uid.upper())])
+    by_uid = await list_runs(raw_client, [("uid", succeeded.uid), ("uid", running.uid.upper())])
     assert {run["uid"] for run in by_uid} == {succeeded.uid, running.uid}
-    both = await list_runs(client, [("status", "RUNNING"), ("action_name", "a")])
+    both = await list_runs(raw_client, [("status", "RUNNING"), ("action_name", "a")])
     assert both == []
 
 
 async def test_list_filters_by_member_mode_and_ignores_workspace_uid(
-    sim: EdgesSimulator, workspace: Workspace, client: httpx.AsyncClient
+    sim: EdgesSimulator, sim_workspace: Workspace, raw_client: httpx.AsyncClient
 ) -> None:
     """user_uid picks a member's runs, execution_mode picks LIVE, workspace_uid is ignored."""
-    other_member = sim.add_api_key(workspace, "key-1b")
-    owner_run = sim.add_run(workspace)
+    other_member = sim.add_api_key(sim_workspace, "key-1b")
+    owner_run = sim.add_run(sim_workspace)
     async with raw_http(sim, "key-1b") as member:
         launched = await member.post("/v1/actions/x/run/async", json={"inputs": [{}]})
         await member.post("/v1/actions/x/run/live", json={"input": {}})
-    member_runs = await list_runs(client, [("user_uid", other_member)])
+    member_runs = await list_runs(raw_client, [("user_uid", other_member)])
     assert launched.json()["run_uid"] in {run["uid"] for run in member_runs}
     assert owner_run.uid not in {run["uid"] for run in member_runs}
-    live = await list_runs(client, [("execution_mode", "LIVE")])
+    live = await list_runs(raw_client, [("execution_mode", "LIVE")])
     assert [run["execution_mode"] for run in live] == ["LIVE"]
-    ignored = await list_runs(client, [("workspace_uid", "not-even-a-uuid")])
+    ignored = await list_runs(raw_client, [("workspace_uid", "not-even-a-uuid")])
     assert len(ignored) == 3
-    assert await list_runs(client, [("flow_run_id", "1")]) == []
+    assert await list_runs(raw_client, [("flow_run_id", "1")]) == []
 
 
 async def test_list_sorts_by_several_fields(
-    sim: EdgesSimulator, workspace: Workspace, client: httpx.AsyncClient
+    sim: EdgesSimulator, sim_workspace: Workspace, raw_client: httpx.AsyncClient
 ) -> None:
     """sort takes repeated fields, '-' for descending, nulls last when ascending."""
-    b_old = sim.add_run(workspace, action_name="b", script=scripted("RUNNING"))
+    b_old = sim.add_run(sim_workspace, action_name="b", script=scripted("RUNNING"))
     await asyncio.sleep(1)
-    a_run = sim.add_run(workspace, action_name="a", script=scripted("CREATED"))
-    b_new = sim.add_run(workspace, action_name="b", script=scripted("RUNNING"))
-    runs = await list_runs(client, [("sort", "action_name"), ("sort", "created_at")])
+    a_run = sim.add_run(sim_workspace, action_name="a", script=scripted("CREATED"))
+    b_new = sim.add_run(sim_workspace, action_name="b", script=scripted("RUNNING"))
+    runs = await list_runs(raw_client, [("sort", "action_name"), ("sort", "created_at")])
     assert [run["uid"] for run in runs] == [a_run.uid, b_old.uid, b_new.uid]
-    runs = await list_runs(client, [("sort", "started_at")])
+    runs = await list_runs(raw_client, [("sort", "started_at")])
     assert [run["uid"] for run in runs] == [b_old.uid, b_new.uid, a_run.uid]
-    runs = await list_runs(client, [("sort", "-status"), ("sort", "id")])
+    runs = await list_runs(raw_client, [("sort", "-status"), ("sort", "id")])
     assert [run["status"] for run in runs] == ["RUNNING", "RUNNING", "CREATED"]
 
 
 async def test_offset_paging_is_stable_and_complete(
-    sim: EdgesSimulator, workspace: Workspace, client: httpx.AsyncClient
+    sim: EdgesSimulator, sim_workspace: Workspace, raw_client: httpx.AsyncClient
 ) -> None:
     """Paging by limit and offset over runs created together sees each run once."""
-    created = {sim.add_run(workspace).uid for _ in range(25)}
+    created = {sim.add_run(sim_workspace).uid for _ in range(25)}
     seen: list[str] = []
     for offset in (0, 10, 20, 30):
-        page = await list_runs(client, [("limit", "10"), ("offset", str(offset))])
+        page = await list_runs(raw_client, [("limit", "10"), ("offset", str(offset))])
         seen += [run["uid"] for run in page]
     assert len(seen) == 25
     assert set(seen) == created
@@ -174,10 +155,10 @@ async def test_offset_paging_is_stable_and_complete(
     ],
 )
 async def test_list_rejects_bad_parameters(
-    client: httpx.AsyncClient, params: list[tuple[str, str]], message: str
+    raw_client: httpx.AsyncClient, params: list[tuple[str, str]], message: str
 ) -> None:
     """Out-of-range list parameters answer 400 BAD_PARAMETERS with Ajv-style messages."""
-    response = await client.get("/v1/runs", params=tuple(params))
+    response = await raw_client.get("/v1/runs", params=tuple(params))
     assert response.status_code == 400
     body = response.json()
     assert set(body) == ERROR_FIELDS
@@ -186,17 +167,17 @@ async def test_list_rejects_bad_parameters(
 
 
 async def test_run_and_status_shapes(
-    sim: EdgesSimulator, workspace: Workspace, client: httpx.AsyncClient
+    sim: EdgesSimulator, sim_workspace: Workspace, raw_client: httpx.AsyncClient
 ) -> None:
     """GET a run answers the full Run object; /status answers the light shape."""
-    run = sim.add_run(workspace, parameters={"max_results": 3})
-    full = (await client.get(f"/v1/runs/{run.uid}")).json()
+    run = sim.add_run(sim_workspace, parameters={"max_results": 3})
+    full = (await raw_client.get(f"/v1/runs/{run.uid}")).json()
     assert set(full) == RUN_FIELDS
     assert (full["id"], full["uid"], full["execution_mode"]) == (run.id, run.uid, "ASYNC")
     assert full["parameters"] == {"max_results": 3}
-    assert full["workspace_uid"] == workspace.uid
+    assert full["workspace_uid"] == sim_workspace.uid
     assert isinstance(full["action_id"], int)
-    light = (await client.get(f"/v1/runs/{run.uid}/status")).json()
+    light = (await raw_client.get(f"/v1/runs/{run.uid}/status")).json()
     assert set(light) == {
         "id",
         "uid",
@@ -211,26 +192,26 @@ async def test_run_and_status_shapes(
 
 
 async def test_unknown_foreign_and_archived_runs_are_not_found(
-    sim: EdgesSimulator, workspace: Workspace, client: httpx.AsyncClient
+    sim: EdgesSimulator, sim_workspace: Workspace, raw_client: httpx.AsyncClient
 ) -> None:
     """Unknown uids, other workspaces' runs and runs past 90 days answer 404."""
     foreign = sim.add_run(sim.add_workspace(api_key="key-2"))
-    archived = sim.add_run(workspace, age=timedelta(days=90, seconds=1))
-    kept = sim.add_run(workspace, age=timedelta(days=90))
+    archived = sim.add_run(sim_workspace, age=timedelta(days=90, seconds=1))
+    kept = sim.add_run(sim_workspace, age=timedelta(days=90))
     unknown = "00000000-0000-4000-8000-000000000000"
     for uid in (unknown, foreign.uid, archived.uid):
         for suffix in ("", "/status", "/outputs"):
-            response = await client.get(f"/v1/runs/{uid}{suffix}")
+            response = await raw_client.get(f"/v1/runs/{uid}{suffix}")
             assert (suffix, response.status_code) == (suffix, 404)
             assert response.json()["error_label"] == "NOT_FOUND"
-    assert (await client.get(f"/v1/runs/{kept.uid}")).status_code == 200
+    assert (await raw_client.get(f"/v1/runs/{kept.uid}")).status_code == 200
     await asyncio.sleep(1)
-    assert (await client.get(f"/v1/runs/{kept.uid}")).status_code == 404
+    assert (await raw_client.get(f"/v1/runs/{kept.uid}")).status_code == 404
 
 
-async def test_malformed_run_uid_is_a_bad_request(client: httpx.AsyncClient) -> None:
+async def test_malformed_run_uid_is_a_bad_request(raw_client: httpx.AsyncClient) -> None:
     """A run uid that is not a uuid answers 400."""
-    response = await client.get("/v1/runs/not-a-uuid")
+    response = await raw_client.get("/v1/runs/not-a-uuid")
     assert response.status_code == 400
     assert response.json()["message"] == 'params/run_uid must match format "uuid"'
 
@@ -261,17 +242,17 @@ async def test_every_route_needs_a_known_api_key(
     assert response.json()["status_code"] == 401
 
 
-async def test_unknown_routes_answer_404_json(client: httpx.AsyncClient) -> None:
+async def test_unknown_routes_answer_404_json(raw_client: httpx.AsyncClient) -> None:
     """A path or method the API lacks answers 404 with the error body."""
     for method, path in (("GET", "/v1/nothing"), ("DELETE", "/v1/runs"), ("GET", "/v1/runs/")):
-        response = await client.request(method, path)
+        response = await raw_client.request(method, path)
         assert (path, response.status_code) == (path, 404)
         assert response.json()["error_label"] == "NOT_FOUND"
 
 
-async def test_error_refs_are_unique(client: httpx.AsyncClient) -> None:
+async def test_error_refs_are_unique(raw_client: httpx.AsyncClient) -> None:
     """Each error answer carries its own error_ref."""
-    refs = {(await client.get("/v1/nothing")).json()["error_ref"] for _ in range(5)}
+    refs = {(await raw_client.get("/v1/nothing")).json()["error_ref"] for _ in range(5)}
     assert len(refs) == 5
 
 
@@ -297,24 +278,24 @@ async def test_error_refs_are_unique(client: httpx.AsyncClient) -> None:
     ],
 )
 async def test_async_launch_validates_its_body(
-    client: httpx.AsyncClient, body: Any, message: str
+    raw_client: httpx.AsyncClient, body: Any, message: str
 ) -> None:
     """Invalid launch bodies answer 400 with the API's message."""
-    response = await client.post("/v1/actions/a/run/async", json=body)
+    response = await raw_client.post("/v1/actions/a/run/async", json=body)
     assert response.status_code == 400
     assert response.json()["message"].startswith(message)
     assert response.json()["error_label"] in ("BAD_INPUT", "BAD_PARAMETERS")
 
 
-async def test_async_launch_rejects_invalid_json(client: httpx.AsyncClient) -> None:
+async def test_async_launch_rejects_invalid_json(raw_client: httpx.AsyncClient) -> None:
     """A body that is not JSON answers 400."""
-    response = await client.post("/v1/actions/a/run/async", content=b"{not json")
+    response = await raw_client.post("/v1/actions/a/run/async", content=b"{not json")
     assert response.status_code == 400
     assert "JSON" in response.json()["message"]
 
 
 async def test_async_launch_keeps_its_options(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A full launch body is accepted; the run keeps parameters and shows callback.url."""
     callback = {"url": "https://hooks.test/e", "headers": {"X-Token": "t"}, "on": "all"}
@@ -325,10 +306,10 @@ async def test_async_launch_keeps_its_options(
         "identity_ids": ["00000000-0000-4000-8000-000000000001"],
         "callback": callback,
     }
-    response = await client.post("/v1/actions/linkedin-extract-people/run/async", json=body)
+    response = await raw_client.post("/v1/actions/linkedin-extract-people/run/async", json=body)
     assert response.status_code == 200
     uid = response.json()["run_uid"]
-    run = (await client.get(f"/v1/runs/{uid}")).json()
+    run = (await raw_client.get(f"/v1/runs/{uid}")).json()
     assert run["callback"] == {"url": "https://hooks.test/e"}
     assert run["parameters"] == {"max_results": 2}
     assert sim.get_run(uid).callback == callback
@@ -336,22 +317,22 @@ async def test_async_launch_keeps_its_options(
 
 
 async def test_live_action_answers_results_and_records_a_live_run(
-    sim: EdgesSimulator, client: httpx.AsyncClient
+    sim: EdgesSimulator, raw_client: httpx.AsyncClient
 ) -> None:
     """A live action answers a few results, the same for the same input, and lists a LIVE run."""
     body = {"input": {"linkedin_profile_url": "https://www.linkedin.com/in/ada/"}}
-    first = await client.post("/v1/actions/linkedin-extract-people/run/live", json=body)
-    again = await client.post("/v1/actions/linkedin-extract-people/run/live", json=body)
+    first = await raw_client.post("/v1/actions/linkedin-extract-people/run/live", json=body)
+    again = await raw_client.post("/v1/actions/linkedin-extract-people/run/live", json=body)
     assert first.status_code == 200
     results = first.json()
     assert 1 <= len(results) <= 3
     assert results == again.json()
     assert [item["index"] for item in results] == list(range(len(results)))
-    runs = await list_runs(client, [("execution_mode", "LIVE")])
+    runs = await list_runs(raw_client, [("execution_mode", "LIVE")])
     assert len(runs) == 2
     assert {(run["status"], run["output_count"]) for run in runs} == {("SUCCEEDED", len(results))}
     assert runs[0]["started_at"] == runs[0]["finished_at"] is not None
-    capped = await client.post(
+    capped = await raw_client.post(
         "/v1/actions/a/run/live", json={**body, "parameters": {"max_results": 0}}
     )
     assert capped.json() == []
@@ -366,9 +347,9 @@ async def test_live_action_answers_results_and_records_a_live_run(
     ],
 )
 async def test_live_action_validates_its_body(
-    client: httpx.AsyncClient, body: dict[str, Any], message: str
+    raw_client: httpx.AsyncClient, body: dict[str, Any], message: str
 ) -> None:
     """A live body with inputs, or without one input object, answers 400."""
-    response = await client.post("/v1/actions/a/run/live", json=body)
+    response = await raw_client.post("/v1/actions/a/run/live", json=body)
     assert response.status_code == 400
     assert response.json()["message"] == message

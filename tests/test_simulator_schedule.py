@@ -11,22 +11,11 @@ import pytest
 
 from edges_async.testing import EdgesSimulator, RunScript, Workspace
 
-from .conftest import API_KEY, SIM_START, raw_http
+from .conftest import API_KEY, LAUNCH_FIELDS, SIM_START, raw_http
 
 # SIM_START is Sunday 2026-11-01 09:00 UTC (18:00 in Tokyo, 10:00 in Paris).
 SCHEDULE = "/v1/actions/linkedin-extract-people/run/schedule"
 STEPS = (("CREATED", 0.0), ("RUNNING", 2.0), ("SUCCEEDED", 10.0))
-LAUNCH_FIELDS = {
-    "run_id",
-    "run_uid",
-    "workspace_uid",
-    "user_uid",
-    "action_name",
-    "status",
-    "postponed_until",
-    "created_at",
-    "updated_at",
-}
 TERMINAL = {"SUCCEEDED", "PARTIAL_SUCCEEDED", "FAILED", "STOPPED", "BLOCKED", "INVALID"}
 ERROR_FIELDS = {"error_label", "error_scope", "error_ref", "message", "status_code"}
 
