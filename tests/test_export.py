@@ -26,6 +26,7 @@ from edges_async.testing import (
 )
 
 from .conftest import API_KEY, RUN_UID
+from .test_outputs import Reader
 
 
 class ProcessKilled(Exception):
@@ -51,25 +52,11 @@ def dies_at(monkeypatch: pytest.MonkeyPatch, step: str, call: int) -> Iterator[N
     monkeypatch.setattr(_export, step, real)
 
 
-def finished_with(outputs: int) -> RunScript:
-    """A run that is done a second after it starts, with ``outputs`` outputs."""
-    return RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 1.0)), outputs=outputs)
-
-
 @dataclass
-class Exports:
+class Exports(Reader):
     """A client on the simulator and the file it exports to, ``outputs.jsonl`` in a new folder."""
 
-    client: ea.AsyncClient
-    simulator: EdgesSimulator
-    workspace: Workspace
     target: Path
-
-    async def finished_run(self, outputs: int) -> str:
-        """The uid of a run done with ``outputs`` outputs, once it is done."""
-        run = self.simulator.add_run(self.workspace, script=finished_with(outputs))
-        await anyio.sleep(2)
-        return run.uid
 
     async def export(self, run_uid: str, *, page_size: int = 100) -> int:
         """Export ``run_uid`` to ``target``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,32 +17,45 @@ FINISHED = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 1.0)), outputs=0)
 
 
 def finished_with(outputs: int) -> RunScript:
+    """A run that is done a second after it starts, with ``outputs`` outputs."""
     return RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 1.0)), outputs=outputs)
 
 
-async def indices(
-    client: ea.AsyncClient, run_uid: str, page_size: int, cursor: str | None = None
-) -> list[int]:
-    return [
-        item["index"]
-        async for item in client.runs.outputs(run_uid, page_size=page_size, cursor=cursor)
-    ]
+@dataclass
+class Reader:
+    """A client reading outputs of runs in the simulator's workspace."""
+
+    client: ea.AsyncClient
+    simulator: EdgesSimulator
+    workspace: Workspace
+
+    async def finished_run(self, outputs: int) -> str:
+        """The uid of a run done with ``outputs`` outputs, once it is done."""
+        run = self.simulator.add_run(self.workspace, script=finished_with(outputs))
+        await anyio.sleep(2)
+        return run.uid
+
+    async def indices(self, run_uid: str, page_size: int, cursor: str | None = None) -> list[int]:
+        """The ``index`` of every output of ``run_uid`` (after ``cursor``), in the order read."""
+        outputs = self.client.runs.outputs(run_uid, page_size=page_size, cursor=cursor)
+        return [item["index"] async for item in outputs]
+
+
+@pytest.fixture
+def reader(client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace) -> Reader:
+    """The client on the simulator's workspace."""
+    return Reader(client, simulator, workspace)
 
 
 @pytest.mark.parametrize(
     ("total", "page_size"), [(0, 10), (1, 1), (10, 10), (11, 10), (137, 25), (1000, 500)]
 )
 async def test_exactly_once_and_resumable_from_every_page_boundary(
-    client: ea.AsyncClient,
-    simulator: EdgesSimulator,
-    workspace: Workspace,
-    total: int,
-    page_size: int,
+    reader: Reader, total: int, page_size: int
 ) -> None:
     """Every output once, in order; resuming from any page's cursor gives exactly the rest."""
-    run = simulator.add_run(workspace, script=finished_with(total))
-    await anyio.sleep(2)
-    pages = [page async for page in client.runs.output_pages(run.uid, page_size=page_size)]
+    run_uid = await reader.finished_run(total)
+    pages = [page async for page in reader.client.runs.output_pages(run_uid, page_size=page_size)]
     seen = [item["index"] for page in pages for item in page.items]
     assert seen == list(range(total))
     done = 0
@@ -50,35 +64,30 @@ async def test_exactly_once_and_resumable_from_every_page_boundary(
         if page.next_cursor is None:
             assert page is pages[-1]
             continue
-        rest = await indices(client, run.uid, page_size, cursor=page.next_cursor)
+        rest = await reader.indices(run_uid, page_size, cursor=page.next_cursor)
         assert rest == list(range(done, total))
 
 
-async def test_transient_errors_mid_stream_lose_and_repeat_nothing(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
-) -> None:
+async def test_transient_errors_mid_stream_lose_and_repeat_nothing(reader: Reader) -> None:
     """A 503, a 429 and a dropped connection mid-stream are retried; each output once."""
-    run = simulator.add_run(workspace, script=finished_with(2500))
-    await anyio.sleep(2)
-    stream = client.runs.outputs(run.uid, page_size=500)
+    run_uid = await reader.finished_run(2500)
+    stream = reader.client.runs.outputs(run_uid, page_size=500)
     first = await anext(stream)
-    simulator.faults.add(
+    reader.simulator.faults.add(
         Fault(path=r"/outputs$", status=503, times=1),
         Fault(path=r"/outputs$", status=429, headers={"Retry-After": "2"}, times=1),
         Fault(path=r"/outputs$", drop=True, times=1),
     )
     rest = [item["index"] async for item in stream]
     assert [first["index"], *rest] == list(range(2500))
-    assert sum(1 for r in simulator.requests if r.fault is not None) == 3
+    assert sum(1 for r in reader.simulator.requests if r.fault is not None) == 3
 
 
-async def test_run_archived_mid_stream_raises_with_cursor_to_resume(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
-) -> None:
+async def test_run_archived_mid_stream_raises_with_cursor_to_resume(reader: Reader) -> None:
     """A 404 mid-stream (retention passed) raises NotFoundError carrying the resume cursor."""
     age = timedelta(days=90) - timedelta(seconds=30)
-    run = simulator.add_run(workspace, script=finished_with(1000), age=age)
-    pages = client.runs.output_pages(run.uid, page_size=400)
+    run = reader.simulator.add_run(reader.workspace, script=finished_with(1000), age=age)
+    pages = reader.client.runs.output_pages(run.uid, page_size=400)
     first = await anext(pages)
     await anyio.sleep(60)  # the run is now past the 90-day retention
     with pytest.raises(ea.NotFoundError) as caught:
@@ -87,56 +96,49 @@ async def test_run_archived_mid_stream_raises_with_cursor_to_resume(
     assert caught.value.resume_cursor is not None
 
 
-async def test_outputs_error_carries_resume_cursor_of_last_delivered_page(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
-) -> None:
+async def test_outputs_error_carries_resume_cursor_of_last_delivered_page(reader: Reader) -> None:
     """With outputs(), which hides pages, the error still says where to go on from."""
-    run = simulator.add_run(workspace, script=finished_with(30))
-    await anyio.sleep(2)
+    run_uid = await reader.finished_run(30)
     got: list[int] = []
-    simulator.faults.add(Fault(path=r"/outputs$", status=400, times=None))
-    stream = client.runs.outputs(run.uid, page_size=10)
+    reader.simulator.faults.add(Fault(path=r"/outputs$", status=400, times=None))
+    stream = reader.client.runs.outputs(run_uid, page_size=10)
     with pytest.raises(ea.BadRequestError) as caught:
         await anext(stream)
     assert caught.value.resume_cursor is None  # nothing delivered: start again
-    simulator.faults.clear()
-    pages = client.runs.output_pages(run.uid, page_size=10)
+    reader.simulator.faults.clear()
+    pages = reader.client.runs.output_pages(run_uid, page_size=10)
     first = await anext(pages)
     got.extend(item["index"] for item in first.items)
-    simulator.faults.add(Fault(path=r"/outputs$", status=400, times=None))
+    reader.simulator.faults.add(Fault(path=r"/outputs$", status=400, times=None))
     with pytest.raises(ea.BadRequestError) as second:
         await anext(pages)
-    simulator.faults.clear()
-    got.extend(await indices(client, run.uid, 10, cursor=second.value.resume_cursor))
+    reader.simulator.faults.clear()
+    got.extend(await reader.indices(run_uid, 10, cursor=second.value.resume_cursor))
     assert got == list(range(30))
 
 
 @pytest.mark.parametrize("read_ahead", [1, 2, 4])
-async def test_read_ahead_delivers_exactly_once(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, read_ahead: int
-) -> None:
+async def test_read_ahead_delivers_exactly_once(reader: Reader, read_ahead: int) -> None:
     """Read-ahead changes timing, never content."""
-    run = simulator.add_run(workspace, script=finished_with(1234))
-    await anyio.sleep(2)
+    run_uid = await reader.finished_run(1234)
     got = [
         item["index"]
-        async for item in client.runs.outputs(run.uid, page_size=100, read_ahead=read_ahead)
+        async for item in reader.client.runs.outputs(run_uid, page_size=100, read_ahead=read_ahead)
     ]
     assert got == list(range(1234))
 
 
-async def test_read_ahead_overlaps_network_and_work(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
-) -> None:
+async def test_read_ahead_overlaps_network_and_work(reader: Reader) -> None:
     """With 1 s per page on the wire and 1 s of work per page, read-ahead nearly halves the time."""
-    run = simulator.add_run(workspace, script=finished_with(1000))
-    await anyio.sleep(2)
-    simulator.faults.add(Fault(path=r"/outputs$", delay=1.0, times=None))
+    run_uid = await reader.finished_run(1000)
+    reader.simulator.faults.add(Fault(path=r"/outputs$", delay=1.0, times=None))
     loop = asyncio.get_running_loop()
 
     async def consume(read_ahead: int) -> float:
         start = loop.time()
-        async for _ in client.runs.output_pages(run.uid, page_size=100, read_ahead=read_ahead):
+        async for _ in reader.client.runs.output_pages(
+            run_uid, page_size=100, read_ahead=read_ahead
+        ):
             await anyio.sleep(1.0)
         return loop.time() - start
 
@@ -146,18 +148,15 @@ async def test_read_ahead_overlaps_network_and_work(
     assert ahead == pytest.approx(11, abs=1.5)
 
 
-async def test_leaving_early_stops_the_read_ahead(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
-) -> None:
+async def test_leaving_early_stops_the_read_ahead(reader: Reader) -> None:
     """Closing the iteration cancels the prefetch: no request is sent after it."""
-    run = simulator.add_run(workspace, script=finished_with(5000))
-    await anyio.sleep(2)
-    pages = client.runs.output_pages(run.uid, page_size=100, read_ahead=2)
+    run_uid = await reader.finished_run(5000)
+    pages = reader.client.runs.output_pages(run_uid, page_size=100, read_ahead=2)
     await anext(pages)
     await pages.aclose()
-    sent = len(simulator.requests)
+    sent = len(reader.simulator.requests)
     await anyio.sleep(60)
-    assert len(simulator.requests) == sent
+    assert len(reader.simulator.requests) == sent
     assert sent <= 4
 
 
@@ -196,42 +195,38 @@ async def test_outputs_over_real_loopback_sockets_survive_a_dropped_connection(
 
 
 @pytest.mark.parametrize("read_ahead", [1, 3])
-async def test_read_ahead_stays_within_its_depth(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, read_ahead: int
-) -> None:
+async def test_read_ahead_stays_within_its_depth(reader: Reader, read_ahead: int) -> None:
     """While the caller holds a page, no more than read_ahead further pages are requested."""
-    run = simulator.add_run(workspace, script=finished_with(2000))
-    await anyio.sleep(2)
-    pages = client.runs.output_pages(run.uid, page_size=100, read_ahead=read_ahead)
+    run_uid = await reader.finished_run(2000)
+    pages = reader.client.runs.output_pages(run_uid, page_size=100, read_ahead=read_ahead)
     for taken in range(1, 4):
         await anext(pages)
         await anyio.sleep(30)  # the caller is slow: let the prefetch run as far as it may
-        requested = sum(1 for r in simulator.requests if r.path.endswith("/outputs"))
+        requested = sum(1 for r in reader.simulator.requests if r.path.endswith("/outputs"))
         assert requested == taken + read_ahead
     await pages.aclose()
 
 
 @pytest.mark.parametrize("read_ahead", [0, 2])
 async def test_malformed_next_link_keeps_the_page_and_resumes_exactly_once(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace, read_ahead: int
+    reader: Reader, read_ahead: int
 ) -> None:
     """A page with a malformed next link is kept; resume_cursor then gives exactly the rest."""
-    run = simulator.add_run(workspace, script=finished_with(30))
-    await anyio.sleep(2)
-    first, *_ = [page async for page in client.runs.output_pages(run.uid, page_size=10)]
+    run_uid = await reader.finished_run(30)
+    first, *_ = [page async for page in reader.client.runs.output_pages(run_uid, page_size=10)]
     assert first.next_cursor is not None
-    broken = f"https://api.edges.run:99999/v1/runs/{run.uid}/outputs?cursor={first.next_cursor}"
-    simulator.faults.add(
+    broken = f"https://api.edges.run:99999/v1/runs/{run_uid}/outputs?cursor={first.next_cursor}"
+    reader.simulator.faults.add(
         Fault(path=r"/outputs$", body=first.items, headers={"X-Pagination-Next": broken})
     )
     got: list[int] = []
 
     async def keep_indices() -> None:
-        async for item in client.runs.outputs(run.uid, page_size=10, read_ahead=read_ahead):
+        async for item in reader.client.runs.outputs(run_uid, page_size=10, read_ahead=read_ahead):
             got.append(item["index"])  # noqa: PERF401 - a comprehension would lose them
 
     with pytest.raises(ea.PaginationError, match="malformed") as caught:
         await keep_indices()
     assert caught.value.resume_cursor == first.next_cursor
-    got.extend(await indices(client, run.uid, 10, cursor=caught.value.resume_cursor))
+    got.extend(await reader.indices(run_uid, 10, cursor=caught.value.resume_cursor))
     assert got == list(range(30))
