@@ -28,7 +28,16 @@ SCRIPT = RunScript(
 BLOCKING = RunScript(steps=(("CREATED", 0.0), ("RUNNING", 1.0), ("BLOCKED", 2.0)), outputs=0)
 
 
+async def finished_run(simulator: EdgesSimulator, workspace: Workspace, outputs: int) -> str:
+    """The uid of a run of ACTION done with ``outputs`` outputs, once it is done."""
+    script = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 1.0)), outputs=outputs)
+    run = simulator.add_run(workspace, action_name=ACTION, script=script)
+    await anyio.sleep(2)
+    return run.uid
+
+
 def runs_requests(simulator: EdgesSimulator) -> list[RecordedRequest]:
+    """The requests to ``/v1/runs`` and below, in order."""
     return [request for request in simulator.requests if request.path.startswith("/v1/runs")]
 
 
@@ -284,10 +293,8 @@ async def test_outputs_are_read_exactly_once(
     client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
 ) -> None:
     """All outputs of a finished run arrive once each, in order, page by page."""
-    script = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 1.0)), outputs=1234)
-    run = simulator.add_run(workspace, action_name=ACTION, script=script)
-    await anyio.sleep(2)
-    indices = [item["index"] async for item in client.runs.outputs(run.uid, page_size=500)]
+    run_uid = await finished_run(simulator, workspace, 1234)
+    indices = [item["index"] async for item in client.runs.outputs(run_uid, page_size=500)]
     assert indices == list(range(1234))
     outputs_requests = [r for r in simulator.requests if r.path.endswith("/outputs")]
     assert len(outputs_requests) == 3
@@ -297,14 +304,12 @@ async def test_output_pages_resume_from_a_cursor(
     client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
 ) -> None:
     """A saved next_cursor resumes right after its page."""
-    script = RunScript(steps=(("RUNNING", 0.0), ("SUCCEEDED", 1.0)), outputs=25)
-    run = simulator.add_run(workspace, action_name=ACTION, script=script)
-    await anyio.sleep(2)
-    pages = client.runs.output_pages(run.uid, page_size=10)
+    run_uid = await finished_run(simulator, workspace, 25)
+    pages = client.runs.output_pages(run_uid, page_size=10)
     first = await anext(pages)
     await pages.aclose()
     assert first.next_cursor is not None
-    rest = [item["index"] async for item in client.runs.outputs(run.uid, cursor=first.next_cursor)]
+    rest = [item["index"] async for item in client.runs.outputs(run_uid, cursor=first.next_cursor)]
     assert [item["index"] for item in first.items] + rest == list(range(25))
 
 
