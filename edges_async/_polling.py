@@ -6,9 +6,7 @@ however many waiters share it, polls them all, and publishes what it sees on
 the client's run events hub (a new status, the run ended, or the wait for it
 cannot go on):
 
-- **Batching.** One ``GET /v1/runs?uid=..&uid=..`` refreshes up to 100 runs;
-  the light ``GET /v1/runs/{uid}/status`` serves a run polled on its own
-  (:mod:`._poll_requests`).
+- **Batching.** One request refreshes up to 100 runs (:mod:`._poll_requests`).
 - **Budget.** Polls are paced at the workspace rate the limiter grants (the
   plan's, less what a 429 or other traffic took) minus ``reserve``, the share
   left for downloads and launches. The budget is never left idle while runs
@@ -16,17 +14,18 @@ cannot go on):
   fewer than 100 pending every request refreshes all of them.
 - **Urgency.** New runs first, then each at its share of a sweep, gently less
   often as it ages (:mod:`._poll_schedule`).
-- **Callbacks.** A run launched with callbacks a receiver of this client takes
-  is *covered*: polled only as a safety net. A final callback ends its wait:
-  the run is fetched in full in the next poll, ahead of every other run.
+- **Callbacks.** A run whose callbacks reach the client is polled only as a
+  safety net (:mod:`._callback_ledger`). A final callback ends its wait: the
+  run is fetched in full in the next poll, ahead of every other run.
 - **Failures.** Transient errors (connection, 429, 5xx: after the HTTP layer's
   own retries) pause polling with backoff and never end a wait; any other
   error ends the waits for the runs concerned. A run the API does not know is
   asked about again, alone, for ``not_found_grace`` after its wait started
   (a run just launched may not be readable yet), then ``NotFoundError``.
 
-The poller task runs while some run is waited for: :meth:`RunPoller._start`
-and :meth:`RunPoller.stop_if_idle` are its whole lifecycle. Inside it,
+The poller task runs while some run is waited for (:mod:`._poller_task`
+holds its lifecycle: started by ``follow``, ended by ``stop_if_idle`` or
+``aclose``). Inside it,
 ``max_in_flight`` worker tasks in a task group poll one batch each at a time,
 and anything the loop fails on is handed to the waiters concerned.
 """
@@ -43,6 +42,7 @@ import anyio
 import httpx
 
 from ._backoff import Backoff, to_seconds
+from ._callback_ledger import CallbackLedger
 from ._exceptions import (
     APIResponseValidationError,
     BadRequestError,
@@ -50,28 +50,24 @@ from ._exceptions import (
     NotFoundError,
 )
 from ._http import HTTPCore
-from ._memory import remember
 from ._models import Run
-from ._pacer import Pacer
 from ._poll_requests import PollRequests, is_transient, parse_run
 from ._poll_schedule import CONFIRM, MAX_BATCH, NEW, PollSchedule, RunWatch
+from ._poller_task import PollerTask
 from ._polling_policy import PollingPolicy
 from ._run_events import (
     CallbackReceived,
-    CallbacksServed,
     RunChanged,
     RunEnded,
     RunEvents,
     RunFailed,
     RunLaunched,
-    RunResumed,
 )
 
 __all__ = ["RunPoller"]
 
 logger = logging.getLogger("edges_async")
 
-_MAX_REMEMBERED = 100_000  # runs remembered as covered by callbacks, or ended by one
 _NOT_FOUND_RETRY = 1.0  # seconds between asking again about a run not found yet
 
 
@@ -82,36 +78,21 @@ def _now() -> float:
 
 
 @final
-class _Running:
-    """The poller task and what it sleeps on: made afresh at each start, as they bind to a loop."""
-
-    __slots__ = ("pacer", "task", "wake")
-
-    task: asyncio.Task[None]
-
-    def __init__(self, interval: float) -> None:
-        self.wake = asyncio.Event()
-        self.pacer = Pacer(interval)
-
-
-@final
 class RunPoller:
     """Polls every run its client's waiters wait for, within one share of the budget."""
 
     __slots__ = (
         "_backoff",
         "_batching",
-        "_covered",
-        "_ended",
         "_events",
         "_failures",
         "_granted_rate",
+        "_ledger",
         "_policy",
         "_requests",
         "_resume_at",
-        "_running",
         "_schedule",
-        "_served",
+        "_task",
         "_watches",
     )
 
@@ -131,19 +112,12 @@ class RunPoller:
         self._backoff = backoff
         self._watches: dict[str, RunWatch] = {}
         self._schedule = PollSchedule(policy)
-        self._running: _Running | None = None
+        self._task = PollerTask(self._poll_interval)
         self._batching = True  # whether the runs list takes a uid filter
         self._failures = 0  # transient failures in a row
         self._resume_at = -math.inf  # loop time polling may resume at after them
-        # What callbacks told: the URLs a receiver of this client serves, the
-        # runs they cover (polled only as a safety net), and the runs that
-        # ended, for waits that start after the callback came.
-        self._served: set[str] = set()
-        self._covered: dict[str, None] = {}
-        self._ended: dict[str, object] = {}  # uid -> the final status a callback told
-        events.subscribe(CallbacksServed, self._callbacks_served)
+        self._ledger = CallbackLedger(events)
         events.subscribe(RunLaunched, self._launched)
-        events.subscribe(RunResumed, self._resumed)
         events.subscribe(CallbackReceived, self._callback)
 
     def _poll_interval(self) -> float:
@@ -160,9 +134,9 @@ class RunPoller:
             watch = self._watches.get(uid)
             if watch is None:
                 watch = self._watches[uid] = RunWatch(uid, now)
-                watch.covered = uid in self._covered
-                if uid in self._ended:  # a callback said it ended before anyone waited
-                    watch.status = self._ended[uid]
+                watch.covered = self._ledger.covers(uid)
+                if uid in self._ledger.ended:  # a callback said it ended before anyone waited
+                    watch.status = self._ledger.ended[uid]
                     self._confirm(watch)
                 else:
                     self._schedule.enqueue(watch, NEW + now)
@@ -189,70 +163,40 @@ class RunPoller:
         watch = self._watches.get(uid)
         return watch.last_state() if watch is not None else Run(uid=uid)
 
-    # -- the task's lifecycle ------------------------------------------------------
+    # -- the task's lifecycle (see ._poller_task) ---------------------------------
 
     def _start(self) -> None:
-        """Make sure the poller task runs, and wake it: runs were added."""
-        running = self._running
-        if running is None or running.task.done():
-            running = self._running = _Running(self._poll_interval())
-            running.task = asyncio.get_running_loop().create_task(
-                self._run(running), name="edges_async run poller"
-            )
-        running.wake.set()
+        self._task.start(self._run)
 
     async def stop_if_idle(self) -> None:
         """End the poller task when no run is waited for: the last waiter sees it out."""
         if not self._watches:
-            await self._stop()
-
-    async def _stop(self) -> None:
-        running, self._running = self._running, None
-        if running is None:
-            return
-        running.task.cancel()
-        with anyio.CancelScope(shield=True):
-            await asyncio.wait({running.task})
-
-    def _nudge(self) -> None:
-        """Wake the poller task: runs became ready, or a batch is done."""
-        if self._running is not None:
-            self._running.wake.set()
+            await self._task.stop()
 
     async def aclose(self, error: EdgesError) -> None:
         """Stop polling; every waiter still waiting gets ``error``."""
         for watch in list(self._watches.values()):
             self._fail(watch, error)
-        await self._stop()
+        await self._task.stop()
 
-    # -- what other parts of the client tell -----------------------------------------
-
-    def _callbacks_served(self, event: CallbacksServed) -> None:
-        self._served.add(event.url)
+    # -- callbacks ---------------------------------------------------------------------
 
     def _launched(self, event: RunLaunched) -> None:
-        if event.callback_url is not None and event.callback_url in self._served:
-            self._cover(event.run_uid.lower())
-
-    def _resumed(self, event: RunResumed) -> None:
-        self._ended.pop(event.run_uid, None)  # a callback's "it ended" is out of date
-
-    def _cover(self, uid: str) -> None:
-        """Callbacks for ``uid`` reach this client: poll it only as a safety net."""
-        remember(self._covered, uid, None, limit=_MAX_REMEMBERED)
-        watch = self._watches.get(uid)
-        if watch is not None:
+        """A run launched with callbacks that reach the client is polled as a safety net only."""
+        uid = self._ledger.launched(event)
+        if uid is not None and (watch := self._watches.get(uid)) is not None:
             watch.covered = True
 
     def _callback(self, received: CallbackReceived) -> None:
         """A callback's news: a final one ends the waits, with the run fetched in full."""
         event = received.event
         uid = event.run_uid
-        self._cover(uid)
-        if event.is_final:
-            remember(self._ended, uid, event.run.status, limit=_MAX_REMEMBERED)
+        self._ledger.took(event)
         watch = self._watches.get(uid)
-        if watch is None or (watch.confirming and not event.is_final):
+        if watch is None:
+            return
+        watch.covered = True
+        if watch.confirming and not event.is_final:
             return  # a partial redelivered after the final one says nothing new
         if event.run.status != watch.status:
             watch.status = event.run.status
@@ -273,7 +217,7 @@ class RunPoller:
         """
         watch.confirming = True
         self._schedule.enqueue(watch, CONFIRM + watch.since)
-        self._nudge()
+        self._task.nudge()
 
     def _unconfirmed(self, watch: RunWatch) -> None:
         """The API does not show yet the end a final callback told: poll the run as usual."""
@@ -283,37 +227,39 @@ class RunPoller:
 
     # -- the loop ------------------------------------------------------------------
 
-    async def _run(self, running: _Running) -> None:
+    async def _run(self) -> None:
         try:
             # max_in_flight workers, each polling one batch at a time: requests
             # overlap on slow networks, and no task is spawned per request.
             async with anyio.create_task_group() as workers:
                 for _ in range(self._policy.max_in_flight):
-                    workers.start_soon(self._work, running)
+                    workers.start_soon(self._work)
         except Exception as exc:  # a bug, not an API answer: no waiter may hang on it
             logger.exception("The run poller failed")
             for watch in list(self._watches.values()):
                 self._fail(watch, _typed(exc))
 
-    async def _work(self, running: _Running) -> None:
+    async def _work(self) -> None:
         while self._watches:
-            batch = await self._next_batch(running)
+            batch = await self._next_batch()
             if batch:
                 await self._poll(batch)
 
-    async def _next_batch(self, running: _Running) -> list[RunWatch]:
+    async def _next_batch(self) -> list[RunWatch]:
         """Wait until runs are due and the budget has room; then the batch to poll."""
         while self._watches:
             now = _now()
             wake_at = self._schedule.next_wake(now, self._resume_at)
             if now >= wake_at:
-                running.pacer.interval = self._poll_interval()
-                await running.pacer.wait()
+                pacer = self._task.pacer
+                pacer.interval = self._poll_interval()
+                await pacer.wait()
                 self._schedule.ripen(_now())
                 return self._schedule.take_batch(MAX_BATCH if self._batching else 1)
-            running.wake.clear()
+            wake = self._task.wake
+            wake.clear()
             with anyio.move_on_after(wake_at - now if wake_at < math.inf else math.inf):
-                await running.wake.wait()
+                await wake.wait()
         return []
 
     async def _poll(self, batch: list[RunWatch]) -> None:
@@ -327,7 +273,7 @@ class RunPoller:
             for watch in batch:
                 self._fail(watch, _typed(exc))
         finally:
-            self._nudge()  # runs are back in the queue, or the last one ended
+            self._task.nudge()  # runs are back in the queue, or the last one ended
 
     async def _poll_together(self, batch: list[RunWatch]) -> None:
         need_full = any(not watch.seen or watch.followed for watch in batch)
@@ -444,11 +390,7 @@ class RunPoller:
     def _sweep(self) -> float:
         """Seconds one pass over every pending run takes at the current pace."""
         requests = max(1, math.ceil(len(self._watches) / MAX_BATCH))
-        return requests * self._interval_now()
-
-    def _interval_now(self) -> float:
-        """Seconds between two polls, as the running pacer has them."""
-        return self._running.pacer.interval if self._running else self._poll_interval()
+        return requests * self._task.interval
 
     def _done(self, watch: RunWatch, run: Run) -> None:
         self._forget(watch)
@@ -481,7 +423,7 @@ class RunPoller:
                 self._schedule.enqueue(watch, NEW + watch.since)
 
     def __repr__(self) -> str:
-        return f"<RunPoller pending={len(self._watches)} interval={self._interval_now():.3f}s>"
+        return f"<RunPoller pending={len(self._watches)} {self._task!r}>"
 
 
 def _typed(exc: BaseException) -> EdgesError:
