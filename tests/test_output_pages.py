@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
 import httpx
 import pytest
 
@@ -10,10 +13,12 @@ import edges_async as ea
 from .conftest import API_KEY, RUN_UID, ClientFactory
 
 OUTPUTS = f"https://api.edges.run/v1/runs/{RUN_UID}/outputs"
+Pages = dict[str | None, tuple[list[dict[str, int]], str | None]]  # items and next link, by cursor
+T = TypeVar("T")
 
 
-def pages_handler(pages: dict[str | None, tuple[list[dict[str, int]], str | None]]):  # type: ignore[no-untyped-def]
-    """Serve pages keyed by cursor; each names the next URL it links to."""
+def serving(mock_client: ClientFactory, pages: Pages) -> tuple[ea.AsyncClient, list[httpx.Request]]:
+    """A client served ``pages`` keyed by cursor, each naming its next link; the requests seen."""
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -22,19 +27,32 @@ def pages_handler(pages: dict[str | None, tuple[list[dict[str, int]], str | None
         headers = {"X-Pagination-Next": next_url} if next_url else {}
         return httpx.Response(200, json=items, headers=headers)
 
-    return handler, seen
+    return mock_client(handler), seen
+
+
+def linked_by(next_url: str) -> Pages:
+    """A first page linking on with ``next_url``, and the last page, at cursor ``c1``."""
+    return {None: ([{"i": 0}], next_url), "c1": ([{"i": 1}], None)}
+
+
+async def delivered_then_refused(stream: AsyncIterator[T]) -> tuple[T, ea.PaginationError]:
+    """The first item of ``stream``, and the PaginationError that moving on raises."""
+    first = await anext(stream)
+    with pytest.raises(ea.PaginationError) as caught:
+        await anext(stream)
+    return first, caught.value
 
 
 async def test_follows_next_until_header_absent(mock_client: ClientFactory) -> None:
     """Pages are followed by their full next URL, an empty middle page included."""
-    handler, seen = pages_handler(
+    client, seen = serving(
+        mock_client,
         {
             None: ([{"i": 0}, {"i": 1}], f"{OUTPUTS}?limit=2&cursor=c1"),
             "c1": ([], f"{OUTPUTS}?limit=2&cursor=c2"),
             "c2": ([{"i": 2}], None),
-        }
+        },
     )
-    client = mock_client(handler)
     pages = [page async for page in client.runs.output_pages(RUN_UID, page_size=2)]
     assert [page.items for page in pages] == [[{"i": 0}, {"i": 1}], [], [{"i": 2}]]
     assert [page.next_cursor for page in pages] == ["c1", "c2", None]
@@ -47,10 +65,9 @@ async def test_follows_next_until_header_absent(mock_client: ClientFactory) -> N
 
 async def test_cursor_resumes_after_saved_page(mock_client: ClientFactory) -> None:
     """cursor= starts right after the page that gave it."""
-    handler, seen = pages_handler(
-        {None: ([{"i": 0}], f"{OUTPUTS}?cursor=c1"), "c1": ([{"i": 1}], None)}
+    client, seen = serving(
+        mock_client, {None: ([{"i": 0}], f"{OUTPUTS}?cursor=c1"), "c1": ([{"i": 1}], None)}
     )
-    client = mock_client(handler)
     items = [item async for item in client.runs.outputs(RUN_UID, cursor="c1")]
     assert items == [{"i": 1}]
     assert seen[0].url.params["cursor"] == "c1"
@@ -58,8 +75,9 @@ async def test_cursor_resumes_after_saved_page(mock_client: ClientFactory) -> No
 
 async def test_next_link_to_another_host_is_refused(mock_client: ClientFactory) -> None:
     """The page is delivered, then moving on raises PaginationError; the key is not sent."""
-    handler, seen = pages_handler({None: ([{"i": 0}], "https://evil.example/v1/outputs?cursor=c1")})
-    client = mock_client(handler)
+    client, seen = serving(
+        mock_client, {None: ([{"i": 0}], "https://evil.example/v1/outputs?cursor=c1")}
+    )
     outputs = client.runs.outputs(RUN_UID)
     assert await anext(outputs) == {"i": 0}
     with pytest.raises(ea.PaginationError, match=r"evil\.example"):
@@ -75,22 +93,21 @@ async def test_next_link_with_other_scheme_or_port_is_refused(
     mock_client: ClientFactory, next_url: str
 ) -> None:
     """Same host but another scheme or port is another origin."""
-    handler, _ = pages_handler({None: ([{"i": 0}], next_url)})
-    client = mock_client(handler)
+    client, _ = serving(mock_client, {None: ([{"i": 0}], next_url)})
     with pytest.raises(ea.PaginationError):
         [page async for page in client.runs.output_pages(RUN_UID)]
 
 
 async def test_repeating_next_link_is_an_error_not_a_loop(mock_client: ClientFactory) -> None:
     """A next link seen before raises PaginationError instead of looping forever."""
-    handler, seen = pages_handler(
+    client, seen = serving(
+        mock_client,
         {
             None: ([{"i": 0}], f"{OUTPUTS}?cursor=c1"),
             "c1": ([{"i": 1}], f"{OUTPUTS}?cursor=c2"),
             "c2": ([{"i": 2}], f"{OUTPUTS}?cursor=c1"),
-        }
+        },
     )
-    client = mock_client(handler)
     with pytest.raises(ea.PaginationError, match="same next page"):
         [page async for page in client.runs.output_pages(RUN_UID)]
     assert len(seen) == 3
@@ -138,13 +155,10 @@ async def test_malformed_next_link_delivers_the_page_then_raises_pagination_erro
     mock_client: ClientFactory, next_url: str, read_ahead: int
 ) -> None:
     """The page comes first; then a short PaginationError, unchained, whose cursor resumes."""
-    handler, seen = pages_handler({None: ([{"i": 0}], next_url), "c1": ([{"i": 1}], None)})
-    client = mock_client(handler)
-    outputs = client.runs.outputs(RUN_UID, read_ahead=read_ahead)
-    assert await anext(outputs) == {"i": 0}
-    with pytest.raises(ea.PaginationError, match="malformed") as caught:
-        await anext(outputs)
-    error = caught.value
+    client, seen = serving(mock_client, linked_by(next_url))
+    first, error = await delivered_then_refused(client.runs.outputs(RUN_UID, read_ahead=read_ahead))
+    assert first == {"i": 0}
+    assert "malformed" in str(error)
     assert SECRET not in str(error)
     assert error.__cause__ is None
     assert error.__context__ is None
@@ -173,27 +187,24 @@ async def test_next_link_off_the_outputs_path_is_refused(
     mock_client: ClientFactory, next_url: str, read_ahead: int
 ) -> None:
     """A same-origin link to any other path is not followed: page first, then PaginationError."""
-    handler, seen = pages_handler({None: ([{"i": 0}], next_url), "c1": ([{"i": 1}], None)})
-    client = mock_client(handler)
+    client, seen = serving(mock_client, linked_by(next_url))
     pages = client.runs.output_pages(RUN_UID, read_ahead=read_ahead)
-    first = await anext(pages)
+    first, error = await delivered_then_refused(pages)
     assert first.items == [{"i": 0}]
-    with pytest.raises(ea.PaginationError) as caught:
-        await anext(pages)
-    assert caught.value.resume_cursor == "c1"
+    assert error.resume_cursor == "c1"
     assert len(seen) == 1
 
 
 async def test_relative_next_link_on_the_same_path_is_followed(mock_client: ClientFactory) -> None:
     """A link that is only a query, or spells out the same path, stays on the outputs path."""
-    handler, seen = pages_handler(
+    client, seen = serving(
+        mock_client,
         {
             None: ([{"i": 0}], "?cursor=c1"),
             "c1": ([{"i": 1}], f"/v1/runs/{RUN_UID}/outputs?cursor=c2"),
             "c2": ([{"i": 2}], None),
-        }
+        },
     )
-    client = mock_client(handler)
     items = [item async for item in client.runs.outputs(RUN_UID)]
     assert items == [{"i": 0}, {"i": 1}, {"i": 2}]
     assert {request.url.path for request in seen} == {f"/v1/runs/{RUN_UID}/outputs"}
