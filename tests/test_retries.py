@@ -7,6 +7,7 @@ import email.utils
 import itertools
 import random
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import httpx
 import pytest
@@ -35,7 +36,17 @@ class Script:
         raise outcome("simulated", request=request)
 
     def gaps(self) -> list[float]:
+        """The seconds between one request and the next."""
         return [round(b - a, 6) for a, b in itertools.pairwise(self.times)]
+
+
+async def waits_before_retrying(
+    mock_client: ClientFactory, refusal: httpx.Response, **client_options: Any
+) -> list[float]:
+    """The waits of a GET answered ``refusal``, then the run: the one wait before its retry."""
+    script = Script(refusal, httpx.Response(200, json=RUN_BODY))
+    await mock_client(script, **client_options).runs.get(RUN_UID)
+    return script.gaps()
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
@@ -100,12 +111,8 @@ async def test_client_errors_are_not_retried(mock_client: ClientFactory, status:
 
 async def test_retry_after_seconds_is_honoured(mock_client: ClientFactory) -> None:
     """Retry-After in seconds replaces the backoff."""
-    script = Script(
-        httpx.Response(429, headers={"Retry-After": "17"}), httpx.Response(200, json=RUN_BODY)
-    )
-    client = mock_client(script)
-    await client.runs.get(RUN_UID)
-    assert script.gaps() == [17.0]
+    refusal = httpx.Response(429, headers={"Retry-After": "17"})
+    assert await waits_before_retrying(mock_client, refusal) == [17.0]
 
 
 async def test_retry_after_http_date_is_measured_against_date_header(
@@ -117,10 +124,8 @@ async def test_retry_after_http_date_is_measured_against_date_header(
         "Date": email.utils.format_datetime(server_now, usegmt=True),
         "Retry-After": email.utils.format_datetime(server_now + timedelta(seconds=25), usegmt=True),
     }
-    script = Script(httpx.Response(503, headers=headers), httpx.Response(200, json=RUN_BODY))
-    client = mock_client(script)
-    await client.runs.get(RUN_UID)
-    assert script.gaps() == [25.0]
+    refusal = httpx.Response(503, headers=headers)
+    assert await waits_before_retrying(mock_client, refusal) == [25.0]
 
 
 async def test_retry_after_http_date_without_date_header_uses_wall_clock(
@@ -129,48 +134,47 @@ async def test_retry_after_http_date_without_date_header_uses_wall_clock(
     """Without a Date header, an HTTP-date Retry-After is measured on the injected wall clock."""
     now = datetime(2030, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
     retry_at = email.utils.format_datetime(now + timedelta(seconds=12), usegmt=True)
-    script = Script(
-        httpx.Response(429, headers={"Retry-After": retry_at}), httpx.Response(200, json=RUN_BODY)
-    )
-    client = mock_client(script, backoff=ea.Backoff(jitter=0, wall_clock=lambda: now))
-    await client.runs.get(RUN_UID)
-    assert script.gaps() == [12.0]
+    refusal = httpx.Response(429, headers={"Retry-After": retry_at})
+    backoff = ea.Backoff(jitter=0, wall_clock=lambda: now)
+    assert await waits_before_retrying(mock_client, refusal, backoff=backoff) == [12.0]
 
 
 async def test_retry_after_is_capped(mock_client: ClientFactory) -> None:
     """A huge Retry-After is capped at max_retry_after."""
-    script = Script(
-        httpx.Response(429, headers={"Retry-After": "86400"}), httpx.Response(200, json=RUN_BODY)
-    )
-    client = mock_client(
-        script, backoff=ea.Backoff(jitter=0, max_retry_after=timedelta(seconds=30))
-    )
-    await client.runs.get(RUN_UID)
-    assert script.gaps() == [30.0]
+    refusal = httpx.Response(429, headers={"Retry-After": "86400"})
+    backoff = ea.Backoff(jitter=0, max_retry_after=timedelta(seconds=30))
+    assert await waits_before_retrying(mock_client, refusal, backoff=backoff) == [30.0]
 
 
 @pytest.mark.parametrize("value", ["soon", "", "-5", "nan"])
 async def test_unreadable_or_negative_retry_after(mock_client: ClientFactory, value: str) -> None:
     """An unreadable or negative Retry-After is garbage, as if absent: backoff decides."""
-    script = Script(
-        httpx.Response(503, headers={"Retry-After": value}), httpx.Response(200, json=RUN_BODY)
-    )
-    client = mock_client(script)
-    await client.runs.get(RUN_UID)
-    assert script.gaps() == [2.0]
+    refusal = httpx.Response(503, headers={"Retry-After": value})
+    assert await waits_before_retrying(mock_client, refusal) == [2.0]
 
 
 @pytest.mark.parametrize(
-    "error",
-    [httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout],
+    ("method", "error"),
+    [
+        # A GET that failed in transport, however far it got.
+        ("get", httpx.ConnectError),
+        ("get", httpx.ReadError),
+        ("get", httpx.RemoteProtocolError),
+        ("get", httpx.ReadTimeout),
+        # A POST (cancel) whose connection could not even be opened: it never left.
+        ("cancel", httpx.ConnectError),
+        ("cancel", httpx.ConnectTimeout),
+        ("cancel", httpx.PoolTimeout),
+    ],
 )
-async def test_get_is_retried_on_transport_errors(
-    mock_client: ClientFactory, error: type[httpx.TransportError]
+async def test_transport_failures_safe_to_repeat_are_retried(
+    mock_client: ClientFactory, method: str, error: type[httpx.TransportError]
 ) -> None:
-    """A GET that failed in transport is sent again."""
+    """A GET that failed in transport, or a POST that surely never left, is sent again."""
     script = Script(error, httpx.Response(200, json=RUN_BODY))
-    client = mock_client(script)
-    assert (await client.runs.get(RUN_UID)).uid == RUN_UID
+    runs = mock_client(script).runs
+    send = runs.get if method == "get" else runs.cancel
+    assert (await send(RUN_UID)).uid == RUN_UID
     assert len(script.requests) == 2
 
 
@@ -214,17 +218,6 @@ async def test_post_is_not_retried_when_it_may_have_arrived(
     with pytest.raises(ea.APIConnectionError):
         await client.runs.resume(RUN_UID)
     assert len(script.requests) == 1
-
-
-@pytest.mark.parametrize("error", [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout])
-async def test_post_is_retried_when_it_surely_never_left(
-    mock_client: ClientFactory, error: type[httpx.TransportError]
-) -> None:
-    """A POST whose connection could not even be opened is safe to send again."""
-    script = Script(error, httpx.Response(200, json=RUN_BODY))
-    client = mock_client(script)
-    assert (await client.runs.cancel(RUN_UID)).uid == RUN_UID
-    assert len(script.requests) == 2
 
 
 async def test_limiter_is_consulted_on_every_attempt(mock_client: ClientFactory) -> None:
