@@ -12,7 +12,7 @@ import pytest
 import edges_async as ea
 from edges_async.resources import _actions
 
-from .conftest import LAUNCH_RESPONSE, RUN_UID, ClientFactory, Recorder
+from .conftest import LAUNCH_RESPONSE, RUN_UID, ClientFactory, Handler, Recorder
 
 IDENTITY = "0b4bd5d4-6a5c-4f0e-9d83-333333333333"
 
@@ -311,14 +311,18 @@ async def test_run_live_follows_pages_by_posting_the_same_body(mock_client: Clie
     assert [request.url.params.get("cursor") for request in sent] == [None, "1", "2"]
 
 
-async def test_run_live_refuses_a_next_page_on_another_host(mock_client: ClientFactory) -> None:
-    """The key is never sent to a next-page URL off the base URL's origin."""
+def linking_to(next_url: str) -> Handler:
+    """Answers every request with one result and ``next_url`` as the next page."""
 
     def handler(request: httpx.Request) -> httpx.Response:
-        next_url = "https://evil.example/v1/actions/a/run/live?cursor=1"
         return httpx.Response(200, json=[{}], headers={"X-Pagination-Next": next_url})
 
-    client = mock_client(handler)
+    return handler
+
+
+async def test_run_live_refuses_a_next_page_on_another_host(mock_client: ClientFactory) -> None:
+    """The key is never sent to a next-page URL off the base URL's origin."""
+    client = mock_client(linking_to("https://evil.example/v1/actions/a/run/live?cursor=1"))
     live = await client.actions.run_live("a", input={})
     assert live.results == [{}]  # received and paid for: kept
     with pytest.raises(ea.PaginationError, match=r"evil\.example"):
@@ -356,12 +360,7 @@ def test_live_requests_draw_on_the_live_budget() -> None:
 
 async def test_run_live_refuses_a_next_page_seen_before(mock_client: ClientFactory) -> None:
     """A server that links a page to itself again is stopped, as for outputs."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        next_url = "https://api.edges.run/v1/actions/a/run/live?cursor=loop"
-        return httpx.Response(200, json=[{}], headers={"X-Pagination-Next": next_url})
-
-    client = mock_client(handler)
+    client = mock_client(linking_to("https://api.edges.run/v1/actions/a/run/live?cursor=loop"))
     live = await client.actions.run_live("a", input={})
     with pytest.raises(ea.PaginationError, match="same next page twice"):
         await live.all()
