@@ -89,6 +89,7 @@ class _FixedMinute:
         self._count = 0
 
     def acquire(self, elapsed: float) -> Decision:
+        """Accept or refuse a request arriving ``elapsed`` seconds after the clock's origin."""
         window = math.floor(elapsed / _MINUTE)
         if window != self._window:
             self._window, self._count = window, 0
@@ -127,6 +128,7 @@ class _SlidingMinute:
         self._accepted.append(elapsed)
 
     def acquire(self, elapsed: float) -> Decision:
+        """Accept or refuse a request arriving ``elapsed`` seconds after the clock's origin."""
         decision = self.check(elapsed)
         if decision.accepted:
             self.take(elapsed)
@@ -149,6 +151,7 @@ class _PerSecond:
         self._updated: float | None = None
 
     def acquire(self, elapsed: float) -> Decision:
+        """Accept or refuse a request arriving ``elapsed`` seconds after the clock's origin."""
         if self._updated is not None:
             refill = (elapsed - self._updated) * self._rate
             self._tokens = min(self._capacity, self._tokens + refill)
@@ -177,6 +180,7 @@ class _Unlimited:
         self._per_minute = per_minute
 
     def acquire(self, elapsed: float) -> Decision:
+        """Accept or refuse a request arriving ``elapsed`` seconds after the clock's origin."""
         return Decision(accepted=True, remaining=self._per_minute, retry_after=0.0, limit="")
 
     def __repr__(self) -> str:

@@ -35,10 +35,12 @@ class _Server(uvicorn.Server):
         self.stopped = anyio.Event()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start as uvicorn does, then say so."""
         await super().startup(sockets=sockets)
         self.ready.set()
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve as uvicorn does; say when it has stopped, however it stops."""
         try:
             await super().serve(sockets=sockets)
         finally:
