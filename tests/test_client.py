@@ -148,14 +148,10 @@ def test_repr_never_shows_the_key() -> None:
 
 async def test_requests_carry_key_and_user_agent(mock_client: ClientFactory) -> None:
     """Every request has X-API-Key and User-Agent: edges-async/<version>."""
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return ok(request)
-
-    client = mock_client(handler)
+    recorder = Recorder(httpx.Response(200, json=RUN_BODY))
+    client = mock_client(recorder)
     await client.runs.get(RUN_UID)
+    seen = recorder.requests
     assert seen[0].headers["x-api-key"] == API_KEY
     assert seen[0].headers["user-agent"] == f"edges-async/{ea.__version__}"
     assert "authorization" not in seen[0].headers
@@ -163,19 +159,14 @@ async def test_requests_carry_key_and_user_agent(mock_client: ClientFactory) -> 
 
 async def test_closed_client_refuses_requests(mock_client: ClientFactory) -> None:
     """After aclose, requests raise ClientClosedError and send nothing."""
-    calls: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        return ok(request)
-
-    client = mock_client(handler)
+    recorder = Recorder(httpx.Response(200, json=RUN_BODY))
+    client = mock_client(recorder)
     async with client:
         await client.runs.get(RUN_UID)
     assert client.is_closed
     with pytest.raises(ea.ClientClosedError):
         await client.runs.get(RUN_UID)
-    assert len(calls) == 1
+    assert len(recorder.requests) == 1
 
 
 async def test_closed_client_cannot_be_reopened(mock_client: ClientFactory) -> None:
