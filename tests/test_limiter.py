@@ -69,6 +69,28 @@ def most_in_any_window(times: list[float], width: float) -> int:
 # -- the pacer ---------------------------------------------------------------
 
 
+class PacerCallers:
+    """Callers of a 2-second pacer whose first slot is taken; ``granted``: when each went."""
+
+    def __init__(self) -> None:
+        self.pacer = Pacer(2.0)
+        self.granted: list[float] = []
+        self.start = 0.0
+
+    @classmethod
+    async def after_a_first_call(cls) -> PacerCallers:
+        """The pacer once a first caller took slot 0: the next slot is 2 s from ``start``."""
+        callers = cls()
+        await callers.pacer.wait()
+        callers.start = now()
+        return callers
+
+    async def caller(self) -> None:
+        """Wait for a slot, then note how long after ``start`` it came."""
+        await self.pacer.wait()
+        self.granted.append(now() - self.start)
+
+
 async def test_pacer_spaces_callers_evenly_and_in_order() -> None:
     """Concurrent callers go one interval apart, first come first served."""
     pacer = Pacer(2.0)
@@ -102,58 +124,42 @@ async def test_pacer_does_not_bank_credit_while_idle() -> None:
 
 async def test_cancelled_waiter_frees_its_place() -> None:
     """A caller cancelled while queued consumes no slot: the one behind it takes it."""
-    pacer = Pacer(2.0)
-    await pacer.wait()  # slot 0 taken; the next is at +2 s
-    start = now()
-    granted: list[float] = []
-
-    async def caller() -> None:
-        await pacer.wait()
-        granted.append(now() - start)
-
+    callers = await PacerCallers.after_a_first_call()  # the next slot is at +2 s
     async with anyio.create_task_group() as group:
         queued = anyio.CancelScope()
 
         async def doomed() -> None:
             with queued:
-                await pacer.wait()
-                granted.append(-1.0)
+                await callers.pacer.wait()
+                callers.granted.append(-1.0)
 
-        group.start_soon(caller)  # sleeps for the +2 s slot at the head
+        group.start_soon(callers.caller)  # sleeps for the +2 s slot at the head
         await anyio.lowlevel.checkpoint()
         group.start_soon(doomed)  # queued for +4 s
         await anyio.lowlevel.checkpoint()
-        group.start_soon(caller)  # queued behind it
+        group.start_soon(callers.caller)  # queued behind it
         await anyio.sleep(0.5)
         queued.cancel()
-    assert granted == [pytest.approx(2.0), pytest.approx(4.0)]
-    assert pacer.granted == 3
+    assert callers.granted == [pytest.approx(2.0), pytest.approx(4.0)]
+    assert callers.pacer.granted == 3
 
 
 async def test_cancelled_head_of_queue_frees_its_place() -> None:
     """Cancelling the caller that is sleeping for the slot hands the slot on."""
-    pacer = Pacer(2.0)
-    await pacer.wait()
-    start = now()
-    granted: list[float] = []
-
-    async def caller() -> None:
-        await pacer.wait()
-        granted.append(now() - start)
-
+    callers = await PacerCallers.after_a_first_call()
     async with anyio.create_task_group() as group:
         first = anyio.CancelScope()
 
         async def doomed() -> None:
             with first:
-                await caller()
+                await callers.caller()
 
         group.start_soon(doomed)
         await anyio.lowlevel.checkpoint()
-        group.start_soon(caller)
+        group.start_soon(callers.caller)
         await anyio.sleep(1.0)
         first.cancel()
-    assert granted == [pytest.approx(2.0)]
+    assert callers.granted == [pytest.approx(2.0)]
 
 
 async def test_pause_holds_everyone_back() -> None:
