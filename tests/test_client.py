@@ -106,7 +106,7 @@ def test_bad_max_retries_is_refused(max_retries: int) -> None:
 def test_bad_timeout_is_refused(timeout: object) -> None:
     """A timeout must be a finite number of seconds > 0: anything else is a ConfigurationError."""
     with pytest.raises(ea.ConfigurationError, match="timeout"):
-        ea.AsyncClient(API_KEY, timeout=timeout)  # type: ignore[arg-type]
+        ea.AsyncClient(API_KEY, timeout=timeout)  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ async def test_timeout_applies_to_every_request(
 def test_limiter_without_the_protocol_is_refused() -> None:
     """A limiter lacking acquire/feedback is refused at construction."""
     with pytest.raises(ea.ConfigurationError, match="limiter"):
-        ea.AsyncClient(API_KEY, limiter=object())  # type: ignore[arg-type]
+        ea.AsyncClient(API_KEY, limiter=object())  # type: ignore[call-overload]
 
 
 def test_repr_never_shows_the_key() -> None:

@@ -36,7 +36,7 @@ async def sdk_client(
 ) -> AsyncIterator[ea.AsyncClient]:
     async with (
         httpx.AsyncClient(transport=simulator.transport()) as http,
-        ea.AsyncClient(api_key, http_client=http, max_retries=10, **kwargs) as client,  # type: ignore[arg-type]
+        ea.AsyncClient(api_key, http_client=http, max_retries=10, **kwargs) as client,  # type: ignore[call-overload]
     ):
         yield client
 
@@ -261,7 +261,7 @@ async def test_a_429_pauses_every_task_of_the_workspace(simulator: EdgesSimulato
     )
     async with sdk_client(simulator, plan="titanium") as client:
         await saturate(client, run.uid, tasks=20, seconds=40)
-        stats = client.limiter.statistics()  # type: ignore[attr-defined]
+        stats = client.limiter.statistics()
     [refusal] = [r for r in simulator.requests if r.status_code == 429]
     during = [r for r in simulator.requests if refusal.time < r.time < refusal.time + 20]
     assert during == []
@@ -331,7 +331,7 @@ async def test_two_clients_of_one_workspace_share_one_budget(simulator: EdgesSim
         async with anyio.create_task_group() as group:
             group.start_soon(saturate, first, run.uid, 10, 120.0)
             group.start_soon(saturate, second, run.uid, 10, 120.0)
-        stats = first.limiter.statistics()  # type: ignore[attr-defined]
+        stats = first.limiter.statistics()
     times = accepted_times(simulator)
     assert not [r for r in simulator.requests if r.status_code == 429]
     assert most_in_any_window(times, 60.0) <= 60
@@ -376,7 +376,7 @@ async def test_foreign_traffic_seen_in_remaining_slows_us_down(
             await other_process.get(f"/v1/runs/{run.uid}/status")
             await anyio.sleep(0.5)
         await client.runs.status(run.uid)
-        stats = client.limiter.statistics()  # type: ignore[attr-defined]
+        stats = client.limiter.statistics()
     assert stats.current_rate < 0.7 * stats.nominal_rate
 
 
@@ -388,7 +388,7 @@ async def test_statistics_add_up(simulator: EdgesSimulator) -> None:
         async with anyio.create_task_group() as group:
             for _ in range(3):
                 group.start_soon(client.runs.status, run.uid)
-        stats = client.limiter.statistics()  # type: ignore[attr-defined]
+        stats = client.limiter.statistics()
     interval = 60 / (30 * 0.95)
     assert stats.requests_sent == 3 == len(simulator.requests)
     assert stats.time_waited == pytest.approx(interval + 2 * interval)
