@@ -25,7 +25,7 @@ from ._params import check_run_uid, check_run_uids, check_timeout
 from ._plans import PlanTier
 from ._polling import RunPoller
 from ._polling_policy import PollingPolicy
-from ._run_events import RunEvents, RunResumed
+from ._run_events import RunEvents
 from ._waiters import StatusCallback, Waiters
 from ._watcher import RunWatcher
 from .resources import Actions, Runs
@@ -194,7 +194,7 @@ class AsyncClient(Generic[LimiterT]):
         )
         self._waiters = Waiters(self._events, self._poller)
         self._state = _State.UNOPENED
-        self.runs = Runs(self._core, on_resumed=lambda uid: self._events.publish(RunResumed(uid)))
+        self.runs = Runs(self._core, events=self._events)
         """Read, list, resume and cancel runs, and read their outputs."""
         self.actions = Actions(self._core, events=self._events)
         """Launch runs of Edges actions."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal, final
 
 import pydantic
@@ -37,7 +37,7 @@ from ._memory import remember
 from ._models import Callback
 from ._params import check_run_uid
 from ._run_events import CallbackReceived, CallbacksServed, RunEvents
-from ._run_streams import RunStreams
+from ._run_streams import CallbackReader, RunStreams
 
 if TYPE_CHECKING:
     import uuid
@@ -163,7 +163,7 @@ class CallbackReceiver:
 
     # -- for reading ---------------------------------------------------------------
 
-    def events(self, run_uid: str | uuid.UUID) -> AsyncIterator[CallbackEvent]:
+    def events(self, run_uid: str | uuid.UUID) -> CallbackReader[CallbackEvent]:
         """Each callback of the run not read yet, in arrival order, ending after its final one.
 
         Events that arrived before the call are buffered for it; one reader per
@@ -190,7 +190,7 @@ class CallbackReceiver:
         """
         return self._streams.events(check_run_uid(run_uid))
 
-    def results(self, run_uid: str | uuid.UUID) -> AsyncIterator[Any]:
+    def results(self, run_uid: str | uuid.UUID) -> CallbackReader[Any]:
         """Each partial result of an ``on: "all"`` run as it arrives; ends with the run.
 
         The results of the events :meth:`events` yields, in the same order, so

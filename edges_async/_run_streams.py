@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from typing import Any, Final, final
+from typing import Any, Final, Generic, TypeVar, cast, final
 
 from ._callback_models import CallbackEvent
 
-__all__ = ["RunStreams"]
+__all__ = ["CallbackReader", "RunStreams"]
+
+T = TypeVar("T")
 
 # Runs with nothing else buffered whose stream ended, or whose final callback
 # nobody read yet: each costs its uid (~125 bytes with the dict entry) plus, for
@@ -141,20 +142,20 @@ class RunStreams:
             run.arrived.set()
         return True
 
-    def events(self, uid: str) -> AsyncIterator[CallbackEvent]:
+    def events(self, uid: str) -> CallbackReader[CallbackEvent]:
         """``uid``'s unread events as they arrive, ending after its final one.
 
         A run whose final event was read already: what came since, then the end.
         """
-        return _Reader(self, uid, results=False)
+        return CallbackReader(self, uid, results=False)
 
-    def results(self, uid: str) -> AsyncIterator[Any]:
+    def results(self, uid: str) -> CallbackReader[Any]:
         """The results of ``uid``'s unread events, one by one (see :meth:`events`).
 
         A reader leaving in the middle of an event's results leaves the rest
         of them to the run's next reader.
         """
-        return _Reader(self, uid, results=True)
+        return CallbackReader(self, uid, results=True)
 
     def _attach(self, uid: str) -> _Run:
         run = self._run(uid)
@@ -263,8 +264,12 @@ def _slim(event: CallbackEvent) -> bytes:
 
 
 @final
-class _Reader:
+class CallbackReader(Generic[T]):
     """One reader of a run's stream: its events, or their results one by one.
+
+    What ``CallbackReceiver.events`` (a reader of ``CallbackEvent``) and
+    ``.results`` (of the results, ``Any``) return: an async iterator with
+    ``aclose()``.
 
     A plain async iterator rather than an async generator, so that a reader
     left with ``break`` lets go of the run the moment it is dropped (an
@@ -282,10 +287,10 @@ class _Reader:
         self._run: _Run | None = None
         self._done = False
 
-    def __aiter__(self) -> _Reader:
+    def __aiter__(self) -> CallbackReader[T]:
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> T:
         if self._run is None:
             if self._done:
                 raise StopAsyncIteration
@@ -297,14 +302,14 @@ class _Reader:
                 if event is None:
                     break
                 if not self._results:
-                    return self._take(run)
+                    return cast(T, self._take(run))
                 results = event.results or ()
                 if run.taken < len(results):
                     result = results[run.taken]
                     run.taken += 1
                     if run.taken == len(results):
                         self._take(run)
-                    return result
+                    return cast(T, result)
                 self._take(run)
                 if self._done:
                     break

@@ -16,5 +16,12 @@ from ._callback_models import CallbackEvent as CallbackEvent
 from ._callback_models import CallbackRunInfo as CallbackRunInfo
 from ._receiver import DEFAULT_SECRET_HEADER as DEFAULT_SECRET_HEADER
 from ._receiver import CallbackReceiver as CallbackReceiver
+from ._run_streams import CallbackReader as CallbackReader
 
-__all__ = ["DEFAULT_SECRET_HEADER", "CallbackEvent", "CallbackReceiver", "CallbackRunInfo"]
+__all__ = [
+    "DEFAULT_SECRET_HEADER",
+    "CallbackEvent",
+    "CallbackReader",
+    "CallbackReceiver",
+    "CallbackRunInfo",
+]

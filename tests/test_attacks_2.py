@@ -56,7 +56,7 @@ async def test_a_reader_closed_with_aclose_frees_the_run_for_the_next() -> None:
     assert (await anext(first)).results == [1, 2]
     with pytest.raises(RuntimeError, match="already being read"):
         await anext(receiver.events(run_uid(1)))
-    await first.aclose()  # type: ignore[attr-defined]
+    await first.aclose()
     assert await deliver(receiver, callback(3, 1, "SUCCEEDED")) == 200
     assert [event.results async for event in receiver.events(run_uid(1))] == [[3], None]
 

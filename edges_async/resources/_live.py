@@ -7,7 +7,7 @@ expires after 24 hours.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, final
 
 import httpx
@@ -89,7 +89,7 @@ class LiveResult:
         """Whether the answer goes on past the first page (even through a refused link)."""
         return self._next is not None
 
-    async def pages(self) -> AsyncIterator[list[Any]]:
+    async def pages(self) -> AsyncGenerator[list[Any], None]:
         """Each page's results, the first one included; a live request per further page.
 
         Each iteration fetches the further pages again (while their cursor lasts).
@@ -110,7 +110,7 @@ class LiveResult:
             pages, delivered = pages + 1, delivered + len(results)
             yield results
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
+    async def __aiter__(self) -> AsyncGenerator[Any, None]:
         async for page in self.pages():
             for result in page:
                 yield result

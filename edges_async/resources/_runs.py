@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any, final
 
 from .._export import export_outputs
@@ -13,6 +13,7 @@ from .._http import HTTPCore, QueryParams, parse_model, parse_models
 from .._models import ExecutionMode, Run, RunStatus
 from .._pagination import MAX_PAGE_SIZE, OutputsPage, output_pages
 from .._params import array_param, check_int_range, check_run_uid, uid_array_param
+from .._run_events import RunEvents, RunResumed
 
 __all__ = ["Runs"]
 
@@ -39,11 +40,11 @@ def _sort_params(sort: str | Iterable[str] | None) -> list[tuple[str, str]]:
 class Runs:
     """Runs of the workspace: ``client.runs``."""
 
-    __slots__ = ("_core", "_on_resumed")
+    __slots__ = ("_core", "_events")
 
-    def __init__(self, core: HTTPCore, *, on_resumed: Callable[[str], None] | None = None) -> None:
+    def __init__(self, core: HTTPCore, *, events: RunEvents) -> None:
         self._core = core
-        self._on_resumed = on_resumed
+        self._events = events  # told of each resume: a callback's "it ended" is out of date
 
     async def get(self, run_uid: str | uuid.UUID) -> Run:
         """The full run object.
@@ -63,8 +64,7 @@ class Runs:
         """Resume a BLOCKED run: its blocked inputs and the run go back to SCHEDULED."""
         uid = check_run_uid(run_uid)
         run = parse_model(Run, await self._core.post(f"/runs/{uid}/resume"))
-        if self._on_resumed is not None:
-            self._on_resumed(uid)  # a callback's "it ended" is out of date
+        self._events.publish(RunResumed(uid))
         return run
 
     async def cancel(self, run_uid: str | uuid.UUID) -> Run:
@@ -159,7 +159,7 @@ class Runs:
         sort: str | Iterable[str] | None = None,
         page_size: int = 100,
         max_items: int | None = None,
-    ) -> AsyncIterator[Run]:
+    ) -> AsyncGenerator[Run, None]:
         """Every run matching the filters, fetched page by page as you iterate.
 
         Each filter takes one value or several (any of them matches). ``sort``
@@ -187,7 +187,7 @@ class Runs:
 
     async def _iterate_list(
         self, query: QueryParams, page_size: int, max_items: int | None
-    ) -> AsyncIterator[Run]:
+    ) -> AsyncGenerator[Run, None]:
         # Offset pagination over a list that may grow while we read it: a run
         # inserted ahead of the offset shifts an already seen run into the next
         # page, so runs are de-duplicated by uid within one iteration.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import httpx
 from typing_extensions import assert_type
 
 import edges_async as ea
-from edges_async.callbacks import CallbackEvent, CallbackReceiver
+from edges_async.callbacks import CallbackEvent, CallbackReader, CallbackReceiver
 from edges_async.testing import (
     EdgesSimulator,
     NoRateLimit,
@@ -27,7 +27,9 @@ async def client_surface(client: ea.AsyncClient, uid: str, other: uuid.UUID) -> 
     assert_type(await client.runs.status(other), ea.Run)
     assert_type(await client.runs.resume(uid), ea.Run)
     assert_type(await client.runs.cancel(uid), ea.Run)
-    assert_type(client.runs.list(status=["RUNNING", ea.RunStatus.QUEUED]), AsyncIterator[ea.Run])
+    listed = client.runs.list(status=["RUNNING", ea.RunStatus.QUEUED])
+    assert_type(listed, AsyncGenerator[ea.Run, None])
+    await listed.aclose()
     outputs = client.runs.outputs(uid, read_ahead=1)
     assert_type(outputs, AsyncGenerator[dict[str, Any], None])
     await outputs.aclose()
@@ -44,10 +46,15 @@ async def client_surface(client: ea.AsyncClient, uid: str, other: uuid.UUID) -> 
     assert_type(live, ea.LiveResult)
     assert_type(live.results, list[Any])
     assert_type(await live.all(), list[Any])
+    assert_type(live.pages(), AsyncGenerator[list[Any], None])
     receiver = CallbackReceiver(client, secret="0123456789abcdef")
     assert_type(receiver.callback("https://x", on="all"), ea.Callback)
-    assert_type(receiver.events(uid), AsyncIterator[CallbackEvent])
-    assert_type(receiver.results(other), AsyncIterator[Any])
+    events = receiver.events(uid)
+    assert_type(events, CallbackReader[CallbackEvent])
+    async for event in events:
+        assert_type(event, CallbackEvent)
+    await events.aclose()
+    assert_type(receiver.results(other), CallbackReader[Any])
     watcher = client.watch_runs([uid], timeout=60)
     assert_type(watcher, ea.RunWatcher)
     async with watcher as runs:
