@@ -32,9 +32,10 @@ import anyio.to_thread
 
 from ._exceptions import IncompleteExportError
 from ._export_lock import locked_part
-from ._http import HTTPCore, parse_model
+from ._http import HTTPCore
 from ._models import Run
 from ._pagination import output_pages
+from ._responses import parse_model
 
 __all__ = ["export_outputs"]
 

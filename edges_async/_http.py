@@ -1,4 +1,7 @@
-"""The one HTTP layer every request goes through: auth, rate limiting, retries, errors.
+"""The one HTTP layer every request goes through: auth, rate limiting, retries, redirects.
+
+Errors are built from responses in ``._responses`` and from httpx failures here,
+both redacted.
 
 Retry rules. A GET (any idempotent method) is retried on 408, 429, 5xx and on
 transport errors. A POST launches or changes something, and sending it twice
@@ -13,12 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, TypeVar, final
+from typing import Any, final
 
 import anyio
 import httpx
-import pydantic
-import pydantic_core
 import sniffio
 
 from ._backoff import Backoff
@@ -26,27 +27,16 @@ from ._body import ACCEPT_ENCODING, BodyDecoder, BodyTooLarge, DecodedStream, Un
 from ._config import ApiKey, same_origin
 from ._exceptions import (
     APIConnectionError,
-    APIResponseValidationError,
-    APIStatusError,
     APITimeoutError,
     ClientClosedError,
     EventLoopError,
-    status_error_class,
 )
 from ._limiter import RateLimiter
-from ._models import ErrorBody
-from ._redaction import protect, safe_request, safe_response, scrub, scrub_json
+from ._redaction import protect, safe_request, scrub
+from ._responses import invalid_response, status_error
 from ._version import __version__
 
-__all__ = [
-    "DEFAULT_MAX_RESPONSE_BYTES",
-    "HTTPCore",
-    "QueryParams",
-    "decode_json",
-    "invalid_response",
-    "parse_model",
-    "parse_models",
-]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "HTTPCore", "QueryParams"]
 
 logger = logging.getLogger("edges_async")
 
@@ -63,40 +53,7 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Everything httpx raises while sending: none of it may reach a caller raw,
 # as each holds the live request, API key included.
 _HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
-_BODY_SNIPPET = 200
-# Read past the snippet's end before scrubbing: a secret the cut would split is whole there.
-_SNIPPET_MARGIN = 4096
-_SHOWN_INPUT = 80
 _CLOSED = "The client is closed: open a new AsyncClient to send requests."
-
-ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
-
-
-def _snippet(content: bytes) -> str:
-    """The start of a body, scrubbed before it is cut (so no part of a secret shows)."""
-    text = scrub(content[: _BODY_SNIPPET + _SNIPPET_MARGIN].decode("utf-8", errors="replace"))
-    return text[:_BODY_SNIPPET] + ("..." if len(text) > _BODY_SNIPPET else "")
-
-
-def _shown(value: Any) -> str:
-    """A value a body held, for a message: scrubbed, then cut to a readable length."""
-    text = scrub(repr(scrub_json(value)))
-    return text if len(text) <= _SHOWN_INPUT else text[: _SHOWN_INPUT - 3] + "..."
-
-
-def _describe(exc: Exception) -> str:
-    """An exception for a message; a validation error's inputs scrubbed before they are cut.
-
-    pydantic cuts long inputs in the middle of its own message, which could
-    leave a part of a secret that no scrubbing recognizes.
-    """
-    if not isinstance(exc, pydantic.ValidationError):
-        return str(exc)
-    lines = [f"{exc.error_count()} validation error(s) for {exc.title}"]
-    for error in exc.errors(include_url=False, include_context=False):
-        where = ".".join(str(part) for part in error["loc"]) or "(body)"
-        lines.append(f"{where}: {error['msg']} [input {_shown(error.get('input'))}]")
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +252,7 @@ class HTTPCore:
                 await self._wait_before_retry(request, retry, outcome, str(outcome.status_code))
                 retry += 1
                 continue
-            raise _status_error(outcome)
+            raise status_error(outcome)
 
     async def _attempt(self, request: httpx.Request) -> httpx.Response | _Failure:
         """One attempt: the response, or the failure (built here, raised by the caller).
@@ -403,90 +360,3 @@ def _connection_error(request: httpx.Request, exc: Exception) -> APIConnectionEr
             f"{where}: the response body could not be decoded: {detail}", request=safe
         )
     return APIConnectionError(f"{where} failed: {type(exc).__name__}: {detail}", request=safe)
-
-
-def _status_error(response: httpx.Response) -> APIStatusError:
-    safe = safe_response(response)
-    request = safe.request
-    error_class = status_error_class(safe.status_code)
-    head = f"{safe.status_code} {safe.reason_phrase} from {request.method} {request.url}"
-    if safe.is_redirect:
-        target = safe.headers.get("location", "?")
-        return error_class(
-            scrub(
-                f"{head}: redirect to {target!r} not followed "
-                "(only the base URL's origin is trusted)"
-            ),
-            response=safe,
-            body=None,
-        )
-    try:
-        # pydantic-core's parser: a body nested past its depth limit is a ValueError,
-        # where json.loads would raise RecursionError.
-        body = ErrorBody.model_validate(scrub_json(pydantic_core.from_json(safe.content)))
-    except (ValueError, TypeError):
-        return error_class(
-            scrub(
-                f"{head}: the response body is not an Edges error (not JSON): "
-                f"{_snippet(safe.content)!r}"
-            ),
-            response=safe,
-            body=None,
-        )
-    label = f"{body.error_label}: " if body.error_label else ""
-    ref = f" (error_ref {body.error_ref})" if body.error_ref else ""
-    return error_class(scrub(f"{head}: {label}{body.message or ''}{ref}"), response=safe, body=body)
-
-
-def decode_json(response: httpx.Response) -> Any:
-    """The JSON body of a successful response, or ``APIResponseValidationError``.
-
-    pydantic-core's parser (already a dependency) reads bodies about 1.6x as
-    fast as ``json``; object keys are interned, as every run repeats them.
-    """
-    try:
-        return pydantic_core.from_json(response.content, cache_strings="keys")
-    except ValueError:
-        pass
-    raise invalid_response(response, f"the body is not valid JSON ({_snippet(response.content)!r})")
-
-
-def invalid_response(
-    response: httpx.Response, what: str, exc: Exception | None = None
-) -> APIResponseValidationError:
-    """An ``APIResponseValidationError`` for a body that is not what was expected.
-
-    Its message (``what`` and ``exc`` included) and the response it carries are
-    scrubbed of every secret.
-    """
-    safe = safe_response(response)
-    request = safe.request
-    return APIResponseValidationError(
-        scrub(
-            f"{safe.status_code} from {request.method} {request.url}: {what}"
-            + (f": {_describe(exc)}" if exc is not None else "")
-        ),
-        response=safe,
-    )
-
-
-def parse_model(model: type[ModelT], response: httpx.Response) -> ModelT:
-    """The response's JSON body as ``model``, or ``APIResponseValidationError``."""
-    data = decode_json(response)
-    try:
-        return model.model_validate(data)
-    except pydantic.ValidationError as exc:
-        error = invalid_response(response, f"unexpected {model.__name__} shape", exc)
-    raise error
-
-
-def parse_models(model: type[ModelT], response: httpx.Response) -> list[ModelT]:
-    """The response's JSON array as a list of ``model``, or ``APIResponseValidationError``."""
-    data = decode_json(response)
-    if not isinstance(data, list):
-        raise invalid_response(response, "expected a JSON array", TypeError(type(data).__name__))
-    try:
-        return [model.model_validate(item) for item in data]
-    except pydantic.ValidationError as exc:
-        error = invalid_response(response, f"unexpected {model.__name__} shape", exc)
-    raise error

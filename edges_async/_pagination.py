@@ -16,9 +16,10 @@ import httpx
 
 from ._config import same_origin
 from ._exceptions import EdgesError, PaginationError
-from ._http import HTTPCore, QueryParams, decode_json, invalid_response
+from ._http import HTTPCore, QueryParams
 from ._params import check_int_range
 from ._redaction import scrub
+from ._responses import decode_json, invalid_response
 
 __all__ = [
     "MAX_PAGE_SIZE",

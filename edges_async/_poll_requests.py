@@ -32,9 +32,10 @@ from ._exceptions import (
     InternalServerError,
     RateLimitError,
 )
-from ._http import HTTPCore, decode_json, invalid_response, parse_model
+from ._http import HTTPCore
 from ._models import TERMINAL_STATUSES, Run
 from ._params import uid_filter_query
+from ._responses import decode_json, invalid_response, parse_model
 
 __all__ = ["ListAnswer", "PollRequests", "is_transient", "parse_run"]
 

@@ -13,8 +13,9 @@ import cronsim
 import pydantic
 
 from .._backoff import utc_now
-from .._http import HTTPCore, parse_model
+from .._http import HTTPCore
 from .._models import Callback, Run
+from .._responses import parse_model
 from .._run_events import RunEvents, RunLaunched
 from ._live import LiveResult, fetch_live_page
 

@@ -13,9 +13,10 @@ from typing import Any, final
 import httpx
 
 from .._exceptions import PaginationError
-from .._http import HTTPCore, decode_json, invalid_response
+from .._http import HTTPCore
 from .._pagination import next_link_problem, next_page_url
 from .._redaction import scrub
+from .._responses import decode_json, invalid_response
 
 __all__ = ["LiveResult", "fetch_live_page"]
 

@@ -9,10 +9,11 @@ from collections.abc import AsyncGenerator, Iterable
 from typing import Any, final
 
 from .._export import export_outputs
-from .._http import HTTPCore, QueryParams, parse_model, parse_models
+from .._http import HTTPCore, QueryParams
 from .._models import ExecutionMode, Run, RunStatus
 from .._pagination import MAX_PAGE_SIZE, OutputsPage, output_pages
 from .._params import array_param, check_int_range, check_run_uid, uid_array_param
+from .._responses import parse_model, parse_models
 from .._run_events import RunEvents, RunResumed
 
 __all__ = ["Runs"]
