@@ -21,6 +21,11 @@ interface is two methods, :meth:`RunEvents.publish` and
 :meth:`RunEvents.subscribe`, so a hub shared across processes can take this
 one's place without the publishers or subscribers changing.
 
+A receiver's per-run streams (``receiver.events`` / ``.results``) are its own
+and fed by it directly, before it publishes: whether they have room decides
+the receiver's answer (503 when full), and a hub listener cannot answer that;
+two receivers of one client keep their streams apart.
+
 Delivery is synchronous, in the publisher's task, to the listeners of the
 event's exact type in the order they subscribed: a listener must not block or
 await, and an exception in one reaches the publisher (they are the SDK's own
