@@ -56,21 +56,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the arguments and serve until Ctrl-C."""
-    args = _parser().parse_args(argv)
-    sim = EdgesSimulator(seed=args.seed, window=WindowKind(args.window), max_logged_requests=10_000)
-    sim.add_workspace(api_key=args.api_key, plan=args.plan)
+def serve_simulator(
+    *, host: str, port: int, api_key: str, plan: str, window: str, seed: int = 0
+) -> int:
+    """Serve a simulator with one workspace until Ctrl-C; print its base URL and key first.
+
+    The job of ``python -m edges_async.testing`` and of ``edges simulator``:
+    ``plan`` is a :class:`PlanTier` value, ``window`` a :class:`WindowKind` one.
+    Returns the exit status (0).
+    """
+    sim = EdgesSimulator(seed=seed, window=WindowKind(window), max_logged_requests=10_000)
+    sim.add_workspace(api_key=api_key, plan=plan)
 
     def announce(base_url: str) -> None:
         print(f"Edges simulator listening on {base_url}", flush=True)
-        print(f"API key: {args.api_key}  (plan {args.plan}, window {args.window})", flush=True)
+        print(f"API key: {api_key}  (plan {plan}, window {window})", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(lambda: run_until_stopped(sim, host=args.host, port=args.port, on_ready=announce))
+        anyio.run(lambda: run_until_stopped(sim, host=host, port=port, on_ready=announce))
     print("Edges simulator stopped.", flush=True)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments and serve until Ctrl-C."""
+    args = _parser().parse_args(argv)
+    return serve_simulator(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        plan=args.plan,
+        window=args.window,
+        seed=args.seed,
+    )
 
 
 if __name__ == "__main__":

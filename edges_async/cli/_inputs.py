@@ -1,0 +1,107 @@
+"""Reading ``edges launch --inputs FILE``: JSON Lines, a JSON array, or CSV; and run uids.
+
+The format comes from the extension (``.jsonl``/``.ndjson``, ``.json``,
+``.csv``), else from the content: ``[`` opens a JSON array, ``{`` one JSON
+object or JSON Lines, anything else is CSV. A CSV has a header row and one
+input per row, its cells as strings (empty cells left out). Every input must
+be a JSON object. ``-`` reads stdin.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MAX_INPUTS_PER_RUN", "batches", "read_inputs", "read_uids"]
+
+MAX_INPUTS_PER_RUN = 100_000
+"""The API's most inputs in one async launch: more are split into several runs."""
+
+
+def _read_text(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    return Path(source).read_text(encoding="utf-8-sig")
+
+
+def _json_lines(text: str, source: str) -> list[Any]:
+    items = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                items.append(json.loads(line))
+            except ValueError as error:
+                raise ValueError(f"{source}, line {number}: not JSON ({error})") from None
+    return items
+
+
+def _json_array(text: str, source: str) -> list[Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{source}: not JSON ({error})") from None
+    return value if isinstance(value, list) else [value]
+
+
+def _csv_rows(text: str) -> list[Any]:
+    rows = csv.DictReader(io.StringIO(text))
+    return [{key: cell for key, cell in row.items() if key and cell} for row in rows]
+
+
+def _guess(text: str, source: str) -> list[Any]:
+    start = text.lstrip()[:1]
+    if start == "[":
+        return _json_array(text, source)
+    if start == "{":
+        try:
+            return [json.loads(text)]  # one object, maybe over several lines
+        except ValueError:
+            return _json_lines(text, source)
+    return _csv_rows(text)
+
+
+def read_inputs(source: str) -> list[dict[str, Any]]:
+    """The inputs in ``source`` (a path, or ``-`` for stdin), each a JSON object.
+
+    Raises ``ValueError`` (with the line when it can) for content that is not
+    inputs, and ``OSError`` for a file that cannot be read.
+    """
+    text = _read_text(source)
+    name = "stdin" if source == "-" else source
+    suffix = Path(source).suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        items = _json_lines(text, name)
+    elif suffix == ".json":
+        items = _json_array(text, name)
+    elif suffix == ".csv":
+        items = _csv_rows(text)
+    else:
+        items = _guess(text, name)
+    for number, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise ValueError(f"{name}: input {number} is not a JSON object: {item!r:.60}")
+    if not items:
+        raise ValueError(f"{name}: no inputs")
+    return items
+
+
+def batches(
+    inputs: list[dict[str, Any]], size: int = MAX_INPUTS_PER_RUN
+) -> list[list[dict[str, Any]]]:
+    """``inputs`` cut into runs of at most ``size`` (100,000: the API's most per launch)."""
+    return [inputs[start : start + size] for start in range(0, len(inputs), size)]
+
+
+def read_uids(arguments: list[str], source: str | None) -> list[str]:
+    """Run uids from the command line, then from ``source`` (one per line, ``-`` for stdin).
+
+    Blank lines and repeats are left out; the first occurrence keeps its place.
+    """
+    uids = [uid.strip() for uid in arguments]
+    if source is not None:
+        uids.extend(line.strip() for line in _read_text(source).splitlines())
+    return list(dict.fromkeys(uid for uid in uids if uid))
