@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
+    from ._commands import Command
     from ._output import Output
 
 __all__ = ["main"]
@@ -60,16 +61,19 @@ def _innermost(error: BaseException) -> BaseException:
     return error
 
 
-def _one_line(error: BaseException) -> str:
+def _one_line(error: BaseException) -> tuple[str, str]:
+    """The error's type name and its message, on one line."""
+    name = type(error).__name__
     errors = getattr(error, "errors", None)
-    if callable(errors) and type(error).__name__ == "ValidationError":  # pydantic's
+    if callable(errors) and isinstance(error, ValueError) and name == "ValidationError":
+        # pydantic's (an argument the SDK's models refused): its messages, as the ValueError it is
+        name = "ValueError"
         text = "; ".join(
-            f"{'.'.join(map(str, item.get('loc', ()))) or 'value'}: {item.get('msg', '')}"
-            for item in errors()
+            str(item.get("msg", "")).removeprefix("Value error, ") for item in errors()
         )
     else:
         text = str(error)
-    return " ".join(text.split()) or type(error).__name__
+    return name, " ".join(text.split()) or name
 
 
 def _status_for(error: BaseException) -> int:
@@ -78,12 +82,10 @@ def _status_for(error: BaseException) -> int:
     return EXIT_ERROR
 
 
-async def _run(args: argparse.Namespace, output: Output) -> int:
-    from ._commands import COMMANDS
-
+async def _run(args: argparse.Namespace, output: Output, commands: dict[str, Command]) -> int:
     name = args.runs_command if args.command == "runs" else args.command
     async with ea.AsyncClient(args.api_key, plan=args.plan, base_url=args.base_url) as client:
-        return await COMMANDS[name](args, client, output)
+        return await commands[name](args, client, output)
 
 
 def _simulator(args: argparse.Namespace) -> int:
@@ -125,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     0
     """
     try:
+        from ._commands import COMMANDS
         from ._output import Output
     except ImportError as error:  # rich, from the cli extra
         print(
@@ -139,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _simulator(args)
     output = Output(json_lines=args.json)
     try:
-        return anyio.run(_run, args, output)
+        return anyio.run(_run, args, output, COMMANDS)
     except KeyboardInterrupt:
         output.message("edges: interrupted")
         return EXIT_INTERRUPTED
@@ -149,5 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _stdout_closed()
         if args.verbose:
             traceback.print_exception(raised)
-        output.message(f"edges: {type(failure).__name__}: {_one_line(failure)}")
+        name, text = _one_line(failure)
+        output.message(f"edges: {name}: {text}")
         return _status_for(failure)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     Client = ea.AsyncClient[ea.WorkspaceRateLimiter]
     Command = Callable[[argparse.Namespace, Client, Output], Awaitable[int]]
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "Command"]
 
 
 async def _list(args: argparse.Namespace, client: Client, output: Output) -> int:
@@ -76,9 +76,9 @@ async def _export(args: argparse.Namespace, client: Client, output: Output) -> i
 
 
 async def _launch(args: argparse.Namespace, client: Client, output: Output) -> int:
-    inputs = read_inputs(args.inputs)
-    parameters: dict[str, Any] = dict(args.param)
     callback = ea.Callback(url=args.callback) if args.callback is not None else None
+    parameters: dict[str, Any] = dict(args.param)
+    inputs = read_inputs(args.inputs)
     export_dir = Path(args.export) if args.export is not None else None
     if export_dir is not None:
         export_dir.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -145,17 +146,16 @@ def jsonl_to_csv(source: Path, target: TextIO) -> int:
 
 def _replace_with_csv(source: Path, target: Path) -> int:
     """Convert ``source`` to CSV in a temporary file, then rename it over ``target`` at once."""
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
+    # Made by open(), not mkstemp(), so it gets the usual permissions (umask), not 0600.
+    temporary = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+        with temporary.open("x", encoding="utf-8", newline="") as file:
             count = jsonl_to_csv(source, file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return count
 
