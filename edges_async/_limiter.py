@@ -30,6 +30,7 @@ import asyncio
 import collections
 import hashlib
 import logging
+import math
 import re
 import weakref
 from collections.abc import Callable
@@ -104,11 +105,21 @@ class ReportsRate(Protocol):
 
 
 def granted_runs_rate(limiter: object, plan: PlanTier) -> Callable[[], float]:
-    """How to read the requests per minute ``limiter`` grants the ``/v1/runs`` routes now."""
-    if isinstance(limiter, ReportsRate):
-        return lambda: limiter.current_rate
+    """How to read the requests per minute ``limiter`` grants the ``/v1/runs`` routes now.
+
+    A ``current_rate`` that is not a finite number > 0 (a method, a string,
+    zero) counts as absent: 95 % of the plan's rate.
+    """
     per_minute = min(plan.requests_per_minute, plan.requests_per_second * 60) * DEFAULT_HEADROOM
-    return lambda: per_minute
+    if not isinstance(limiter, ReportsRate):
+        return lambda: per_minute
+
+    def reported() -> float:
+        rate = limiter.current_rate
+        usable = isinstance(rate, (int, float)) and not isinstance(rate, bool)
+        return rate if usable and 0 < rate < math.inf else per_minute
+
+    return reported
 
 
 @final

@@ -12,9 +12,9 @@
 - ``GET /v1/runs/{uid}/status``, the light view, serves a run asked about alone.
 - ``GET /v1/runs/{uid}`` fetches in full a run the light view shows ended.
 
-Every failure reaches the caller as an ``EdgesError``; :func:`is_transient`
-tells the ones to retry later (connection, 408, 429, 5xx) from the ones that
-end a wait.
+Failures reach the caller as ``EdgesError`` (or as whatever a custom
+transport or limiter raised); :func:`is_transient` tells the ones to retry
+later (connection, 408, 429, 5xx) from the ones that end a wait.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import pydantic
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
-    EdgesError,
     InternalServerError,
     RateLimitError,
 )
@@ -129,7 +128,7 @@ def parse_run(uid: str, item: dict[str, Any], response: httpx.Response) -> Run:
     raise error
 
 
-def is_transient(exc: EdgesError) -> bool:
+def is_transient(exc: Exception) -> bool:
     """Whether polling should go on after ``exc``, later: connection, 408, 429 or 5xx."""
     if isinstance(exc, (APIConnectionError, RateLimitError, InternalServerError)):
         return True

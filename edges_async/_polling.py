@@ -44,7 +44,9 @@ import httpx
 from ._backoff import Backoff, to_seconds
 from ._callback_ledger import CallbackLedger
 from ._exceptions import (
+    APIConnectionError,
     APIResponseValidationError,
+    APIStatusError,
     BadRequestError,
     EdgesError,
     NotFoundError,
@@ -272,6 +274,11 @@ class RunPoller:
             logger.exception("Polling %d runs failed unexpectedly", len(batch))
             for watch in batch:
                 self._fail(watch, _typed(exc))
+        except BaseException:
+            # Cancelled (the loop stops): runs still waited for go back to the
+            # schedule, for the loop a new waiter may have started meanwhile.
+            self._requeue(batch)
+            raise
         finally:
             self._task.nudge()  # runs are back in the queue, or the last one ended
 
@@ -288,7 +295,7 @@ class RunPoller:
             self._batching = False
             self._requeue(batch)
             return
-        except EdgesError as exc:
+        except Exception as exc:  # a custom transport or limiter may raise its own
             self._on_error(batch, exc)
             return
         self._failures = 0
@@ -323,7 +330,7 @@ class RunPoller:
             elif self._is_current(watch):
                 self._schedule.postpone(watch, now + min(_NOT_FOUND_RETRY, grace))
             return
-        except EdgesError as exc:
+        except Exception as exc:
             self._on_error([watch], exc)
             return
         self._failures = 0
@@ -373,7 +380,7 @@ class RunPoller:
         except APIResponseValidationError as exc:
             self._fail(watch, exc)
             return
-        except EdgesError as exc:
+        except (APIStatusError, APIConnectionError) as exc:
             logger.debug("Kept the /status view of ended run %s: %s", watch.uid, exc)
         else:
             if full.is_terminal:
@@ -396,7 +403,7 @@ class RunPoller:
         self._forget(watch)
         self._events.publish(RunEnded(watch.uid, run))
 
-    def _fail(self, watch: RunWatch, error: EdgesError) -> None:
+    def _fail(self, watch: RunWatch, error: Exception) -> None:
         if self._is_current(watch):
             self._forget(watch)
             self._events.publish(RunFailed(watch.uid, error))
@@ -405,7 +412,7 @@ class RunPoller:
         del self._watches[watch.uid]
         self._schedule.drop(watch)
 
-    def _on_error(self, batch: list[RunWatch], error: EdgesError) -> None:
+    def _on_error(self, batch: list[RunWatch], error: Exception) -> None:
         """Back off and poll again after a transient failure; end the waits after any other."""
         if not is_transient(error):
             for watch in batch:

@@ -3,17 +3,14 @@
 Each ``AsyncClient`` owns one :class:`RunEvents`. The parts that learn
 something about a run publish it there; the parts that act on it subscribe:
 
-======================  ===================================  ======================
-event                   published by                         subscribed by
-======================  ===================================  ======================
-:class:`RunLaunched`    ``client.actions`` after a launch    the poller
-:class:`RunResumed`     ``client.runs.resume``               the poller
-:class:`CallbacksServed` a ``CallbackReceiver`` of the client the poller
-:class:`CallbackReceived` that receiver, for each callback   the poller
-:class:`RunChanged`     the poller (a new status seen)       the waiters
-:class:`RunEnded`       the poller (a terminal run, in full) the waiters
-:class:`RunFailed`      the poller (the wait cannot go on)   the waiters
-======================  ===================================  ======================
+- :class:`RunLaunched`: ``client.actions`` after a launch; the poller hears it.
+- :class:`RunResumed`: ``client.runs.resume``; the poller's callback ledger.
+- :class:`CallbacksServed`: a ``CallbackReceiver`` of the client, from
+  ``receiver.callback(url)``; the poller's callback ledger.
+- :class:`CallbackReceived`: that receiver, once per callback; the poller.
+- :class:`RunChanged`, :class:`RunEnded`, :class:`RunFailed`: the poller (a
+  new status seen, a terminal run in full, a wait that cannot go on); the
+  waiters.
 
 Nobody calls back up into the object that built it: resources, the receiver
 and the poller only publish, and only the hub knows who listens. The
@@ -39,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, final
 
 from ._callback_models import CallbackEvent
-from ._exceptions import EdgesError
 from ._models import Run
 
 __all__ = [
@@ -116,7 +112,8 @@ class RunFailed:
 
     run_uid: str
     """The uid waited for, lower-case."""
-    error: EdgesError
+    error: Exception
+    """An ``EdgesError``, or what a custom transport or limiter raised."""
 
 
 WaitEvent = RunChanged | RunEnded | RunFailed

@@ -103,8 +103,9 @@ class Waiters:
         """
         if not uids:
             return
-        subscription = self._subscribe(uids, on_status_change is not None)
+        subscription = Subscription(uids, on_status_change is not None)
         try:
+            self._subscribe(subscription, uids)
             while subscription.pending:
                 event = await self._next_event(subscription, deadline, uids)
                 if isinstance(event, RunChanged):
@@ -135,13 +136,11 @@ class Waiters:
             runs=pending,
         )
 
-    def _subscribe(self, uids: list[str], wants_changes: bool) -> Subscription:
-        subscription = Subscription(uids, wants_changes)
+    def _subscribe(self, subscription: Subscription, uids: list[str]) -> None:
         for uid in uids:
             self._by_run.setdefault(uid, set()).add(subscription)
-        for uid, run in self._polling.follow(uids, wants_changes).items():
+        for uid, run in self._polling.follow(uids, subscription.wants_changes).items():
             subscription.push(RunChanged(uid, run))
-        return subscription
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         """Forget the runs this waiter still waited for; the poller follows them no more."""

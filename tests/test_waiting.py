@@ -20,7 +20,7 @@ from edges_async.testing import (
     Workspace,
 )
 
-from .conftest import API_KEY, SIM_START
+from .conftest import API_KEY, SIM_START, ClientFactory
 
 
 def ending(status: str | None, at: float, outputs: int = 3) -> RunScript:
@@ -545,3 +545,86 @@ async def test_a_bug_in_polling_reaches_waiters_typed_never_as_a_group(
     with pytest.raises(ea.EdgesError, match="ZeroDivisionError"):
         async for _ in client.watch_runs([uid]):
             pass
+
+
+class _Refused(Exception):
+    """A custom limiter's own refusal."""
+
+
+class _OwnLimiter:
+    """A custom limiter: refuses ``refuse_path`` with its own error; ``current_rate`` as given."""
+
+    def __init__(self, refuse_path: str | None = None, current_rate: object = None) -> None:
+        self.refuse_path = refuse_path
+        if current_rate is not None:
+            self.current_rate = current_rate
+
+    async def acquire(self, request: httpx.Request) -> None:
+        if self.refuse_path is not None and request.url.path.endswith(self.refuse_path):
+            raise _Refused(f"no budget for {self.refuse_path}")
+
+    def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
+        pass
+
+
+def _ended_run(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"uid": RUN_UID, "status": "SUCCEEDED", "output_count": 2})
+
+
+RUN_UID = "4c3a5f0e-9d1b-4a8e-8a52-6b1f0c2d7e11"
+
+
+async def test_a_custom_limiters_own_error_reaches_the_waiter_as_it_is(
+    mock_client: ClientFactory,
+) -> None:
+    """What a custom limiter raises while polling ends the wait as that very exception."""
+    client = mock_client(_ended_run, limiter=_OwnLimiter(refuse_path="/status"))
+    with pytest.raises(_Refused, match="no budget"):
+        await client.wait_for_run(RUN_UID, timeout=30)
+
+
+async def test_a_failed_full_fetch_that_is_not_a_request_error_fails_the_wait(
+    mock_client: ClientFactory,
+) -> None:
+    """Only a failed request keeps the ``/status`` view of an ended run; anything else fails."""
+
+    class Exhausted(ea.EdgesError):
+        """The limiter's own EdgesError."""
+
+    class OwnEdgesLimiter(_OwnLimiter):
+        async def acquire(self, request: httpx.Request) -> None:
+            if request.url.path.endswith(RUN_UID):  # the full fetch, not /status
+                raise Exhausted("no budget for full fetches")
+
+    client = mock_client(_ended_run, limiter=OwnEdgesLimiter())
+    with pytest.raises(Exhausted):
+        await client.wait_for_run(RUN_UID, timeout=30)
+
+
+@pytest.mark.parametrize("current_rate", [0, -5.0, "fast", float("nan"), True])
+async def test_a_custom_limiters_unusable_current_rate_is_ignored(
+    mock_client: ClientFactory, current_rate: object
+) -> None:
+    """A ``current_rate`` that is no rate (zero, negative, not a number) paces as if absent."""
+    client = mock_client(_ended_run, limiter=_OwnLimiter(current_rate=current_rate))
+    for _ in range(2):  # and nothing is left behind that breaks the next wait
+        run = await client.wait_for_run(RUN_UID, timeout=30)
+        assert run.status is ea.RunStatus.SUCCEEDED
+
+
+async def test_a_custom_limiters_current_rate_paces_polling(
+    simulator: EdgesSimulator, workspace: Workspace
+) -> None:
+    """A custom limiter reporting 6 requests a minute gets polls 12.5 s apart (a 20 % reserve)."""
+    (uid,) = seed(simulator, workspace, ending("SUCCEEDED", 60.0))
+    async with (
+        httpx.AsyncClient(transport=simulator.transport()) as http,
+        ea.AsyncClient(
+            API_KEY, plan="titanium", http_client=http, limiter=_OwnLimiter(current_rate=6.0)
+        ) as client,
+    ):
+        await client.wait_for_run(uid, timeout=600)
+    times = [request.time for request in polls(simulator)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(gaps) >= 3
+    assert min(gaps) >= 12.5 - 1e-3
