@@ -58,6 +58,6 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Launch a few runs on the embedded simulator, wait for them, print their outputs."""
-    session.install("-e", ".[testing]")
+    """200 inputs as 5 runs on a simulated Trial workspace: watched, exported, cost summed up."""
+    session.install("-e", ".[testing,cli]")  # cli: rich, for the live display on a terminal
     session.run("python", "examples/demo.py", *session.posargs)
