@@ -134,15 +134,15 @@ class Output:
         self.line(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
     def run(self, run: ea.Run) -> None:
-        """A run on stdout: its JSON, or its cells on one line."""
+        """A run on stdout: its JSON (the fields the API sent), or its cells on one line."""
         if self.json_lines:
-            self.json(run.model_dump(mode="json"))
+            self.json(run.model_dump(mode="json", exclude_unset=True))
         else:
             self.line("  ".join(run_cells(run)))
 
     def run_fields(self, run: ea.Run) -> None:
-        """Every field of a run: its JSON, or one ``field  value`` line each."""
-        fields = run.model_dump(mode="json")
+        """Every field the API sent of a run: its JSON, or one ``field  value`` line each."""
+        fields = run.model_dump(mode="json", exclude_unset=True)
         if self.json_lines:
             self.json(fields)
             return
