@@ -173,6 +173,19 @@ async def test_export_refuses_bad_arguments(client: ea.AsyncClient, tmp_path: Pa
     assert files_in(tmp_path) == []
 
 
+@pytest.mark.parametrize("where", ["missing/x.jsonl", "."])
+async def test_export_refuses_a_path_it_cannot_write_before_any_request(
+    where: str, tmp_path: Path
+) -> None:
+    """A file in a directory that does not exist, or a directory, is a ValueError, sent nothing."""
+    server = OutputsServer(10)
+    async with runs_served_by(server) as runs:
+        with pytest.raises(ValueError, match="existing directory"):
+            await runs.export_outputs(RUN_UID, tmp_path / where)
+    assert server.requests == []
+    assert files_in(tmp_path) == []
+
+
 class OutputsServer:
     """A MockTransport handler serving ``total`` outputs of RUN_UID in pages of 10.
 

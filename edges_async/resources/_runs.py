@@ -8,6 +8,8 @@ import uuid
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any, final
 
+import anyio
+
 from .._export import export_outputs
 from .._http import HTTPCore, QueryParams
 from .._models import ExecutionMode, Run, RunStatus
@@ -130,12 +132,17 @@ class Runs:
         stopped, with no output doubled or skipped (progress is kept beside the
         file in ``<path>.part`` and ``<path>.checkpoint``). ``path`` appears only
         once complete, and the count is checked against the run's
-        ``output_count`` (``IncompleteExportError`` if they differ).
+        ``output_count`` (``IncompleteExportError`` if they differ). A path in a
+        directory that does not exist, or naming a directory, is refused with
+        ``ValueError`` before any request.
 
         >>> count = await client.runs.export_outputs(run_uid, "outputs.jsonl")
         """
         uid = check_run_uid(run_uid)
         check_int_range("page_size", page_size, 1, MAX_PAGE_SIZE)
+        target = anyio.Path(path)
+        if await target.is_dir() or not await target.parent.is_dir():
+            raise ValueError(f"path must name a file in an existing directory, got {str(path)!r}")
         self._core.check_usable()  # before the disk is touched: nothing is left beside ``path``
         return await export_outputs(self._core, uid, path, page_size=page_size)
 
