@@ -20,6 +20,7 @@ from ._config import resolve_api_key, resolve_base_url, resolve_plan, resolve_ti
 from ._exceptions import ClientClosedError, ConfigurationError, EventLoopError
 from ._http import DEFAULT_MAX_RESPONSE_BYTES, HTTPCore
 from ._limiter import RateLimiter, WorkspaceRateLimiter, granted_runs_rate, workspace_id
+from ._logging import log_from_environment
 from ._models import Run
 from ._params import check_run_uid, check_run_uids, check_timeout
 from ._plans import PlanTier
@@ -35,6 +36,19 @@ __all__ = ["AsyncClient"]
 _POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 LimiterT = TypeVar("LimiterT", bound=RateLimiter, default=Any)
+# Tells "not passed" from any value, None included (which timeout= refuses).
+_NOT_GIVEN: Any = object()
+_VIEW_OWNS_NOTHING = (
+    "This client is a view made by with_options(): it shares the pool of the client it "
+    "came from and has nothing of its own to open or close. Use that client in "
+    "`async with` (or close it), and call with_options() on it for the calls that need it."
+)
+
+
+def _check_max_retries(max_retries: int) -> int:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
+    return max_retries
 
 
 class _State(enum.Enum):
@@ -75,7 +89,18 @@ class AsyncClient(Generic[LimiterT]):
             ``APIResponseValidationError``.
 
     A client belongs to the event loop it is first used in (``EventLoopError``
-    from any other) and runs on asyncio only.
+    from any other) and runs on asyncio only. For one call with another
+    timeout or no retries, see :meth:`with_options`.
+
+    Logs go to the ``edges_async`` logger: a DEBUG line per HTTP attempt
+    (method, path and query, status, milliseconds, rate limiter wait, attempt
+    number), WARNING for retries and rate-limit pauses; secrets are scrubbed
+    from all of them. ``EDGES_LOG=debug`` or ``EDGES_LOG=info`` prints them on
+    stderr without any logging setup: read at the first ``AsyncClient`` built,
+    it adds a stderr handler at that level once per process, and only if the
+    application configured no handler (on ``edges_async`` or the root logger).
+    Any other value is ignored, silently, as ``OPENAI_LOG`` does: a logging
+    switch must never keep a service from starting.
 
     Raises:
         ConfigurationError: No API key, an unknown plan, or an unsafe base URL.
@@ -89,6 +114,7 @@ class AsyncClient(Generic[LimiterT]):
         "_plan",
         "_poller",
         "_state",
+        "_view_of",
         "_waiters",
         "actions",
         "runs",
@@ -140,12 +166,12 @@ class AsyncClient(Generic[LimiterT]):
         polling: PollingPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        log_from_environment()
         key = resolve_api_key(api_key, os.environ)
         self._plan = resolve_plan(plan, os.environ)
         url = resolve_base_url(base_url, os.environ)
         resolved_timeout = resolve_timeout(timeout)
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
+        _check_max_retries(max_retries)
         if (
             isinstance(max_response_bytes, bool)
             or not isinstance(max_response_bytes, int)
@@ -194,6 +220,7 @@ class AsyncClient(Generic[LimiterT]):
         )
         self._waiters = Waiters(self._events, self._poller)
         self._state = _State.UNOPENED
+        self._view_of: AsyncClient[LimiterT] | None = None
         self.runs = Runs(self._core, events=self._events)
         """Read, list, resume and cancel runs, and read their outputs."""
         self.actions = Actions(self._core, events=self._events)
@@ -219,8 +246,60 @@ class AsyncClient(Generic[LimiterT]):
 
     @property
     def is_closed(self) -> bool:
-        """Whether the client was closed and refuses further requests."""
-        return self._state is _State.CLOSED
+        """Whether the client (for a view: the client it came from) was closed."""
+        return self._core.closed
+
+    def with_options(
+        self,
+        *,
+        timeout: float | httpx.Timeout = _NOT_GIVEN,
+        max_retries: int = _NOT_GIVEN,
+    ) -> AsyncClient[LimiterT]:
+        """This client with another timeout or retry count, for the calls that need it.
+
+        The view shares everything else with this client: the connection pool,
+        the rate limiter (one budget still), the poller, the callbacks hub and
+        the closed state. It is cheap to make (no I/O), so make one per call::
+
+            run = await client.with_options(timeout=120, max_retries=0).runs.get(run_uid)
+
+        Args:
+            timeout: Per HTTP request, as for ``AsyncClient``; omitted: this client's.
+            max_retries: As for ``AsyncClient``; omitted: this client's.
+
+        Both are checked here, as the constructor checks them. A view of a
+        view layers its options on that view's. Its ``runs`` and ``actions``
+        send with its options; its ``wait_for_run(s)`` and ``watch_runs`` wait
+        through the client's one poller, whose polls keep the client's own
+        timeout and retries (they serve every waiter at once).
+
+        A view owns nothing: ``async with view`` and ``await view.aclose()``
+        raise ``RuntimeError`` rather than close the shared pool or do nothing.
+        Doing nothing would hide a leak: in
+        ``async with AsyncClient(...).with_options(...)`` nobody would ever
+        close the client itself. Close the client it came from; from then on
+        every view of it raises ``ClientClosedError`` when used.
+
+        Raises:
+            ConfigurationError: A timeout or retry count the constructor refuses.
+        """
+        core = self._core.with_options(
+            timeout=None if timeout is _NOT_GIVEN else resolve_timeout(timeout),
+            max_retries=None if max_retries is _NOT_GIVEN else _check_max_retries(max_retries),
+        )
+        view: AsyncClient[LimiterT] = object.__new__(AsyncClient)
+        view._view_of = self._view_of or self
+        view._core = core
+        view._plan = self._plan
+        view._limiter = self._limiter
+        view._owns_http = False
+        view._events = self._events
+        view._poller = self._poller
+        view._waiters = self._waiters
+        view._state = self._state  # never read: a view asks its core (is_closed)
+        view.runs = Runs(core, events=self._events)
+        view.actions = Actions(core, events=self._events)
+        return view
 
     async def wait_for_run(
         self,
@@ -306,7 +385,7 @@ class AsyncClient(Generic[LimiterT]):
         return RunWatcher(self._waiters.watch(uids, deadline, on_status_change))
 
     def _deadline(self, timeout: float | timedelta | None) -> float | None:
-        if self._state is _State.CLOSED:
+        if self._core.closed:
             raise ClientClosedError(
                 "The client is closed: open a new AsyncClient to wait for runs."
             )
@@ -315,6 +394,8 @@ class AsyncClient(Generic[LimiterT]):
         return None if seconds is None else anyio.current_time() + seconds
 
     async def __aenter__(self) -> AsyncClient[LimiterT]:
+        if self._view_of is not None:
+            raise RuntimeError(_VIEW_OWNS_NOTHING)
         if self._state is _State.CLOSED:
             raise ClientClosedError("This client was closed; create a new AsyncClient.")
         if self._state is _State.OPENED:
@@ -334,8 +415,12 @@ class AsyncClient(Generic[LimiterT]):
     async def aclose(self) -> None:
         """Close the client (and its HTTP connection pool, unless it was given one).
 
-        Closing twice is harmless; any request afterwards raises ``ClientClosedError``.
+        Closing twice is harmless; any request afterwards raises ``ClientClosedError``,
+        from this client and from every view :meth:`with_options` made of it.
+        A view itself cannot be closed (``RuntimeError``): it owns nothing.
         """
+        if self._view_of is not None:
+            raise RuntimeError(_VIEW_OWNS_NOTHING)
         if self._state is _State.CLOSED:
             return
         try:
@@ -355,6 +440,11 @@ class AsyncClient(Generic[LimiterT]):
             await self._core.http.aclose()
 
     def __repr__(self) -> str:
+        if self._view_of is not None:
+            return (
+                f"<AsyncClient view timeout={self._core.timeout!r} "
+                f"max_retries={self._core.max_retries} of {self._view_of!r}>"
+            )
         return (
             f"<AsyncClient plan={self._plan.value} base_url='{self._core.base_url}' "
             f"state={self._state.value}>"

@@ -66,6 +66,22 @@ class _Failure:
 
 
 @final
+class _Lifecycle:
+    """What a core and its views share: closed or not, the event loop, the requests under way."""
+
+    __slots__ = ("closed", "in_flight", "loop")
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # One cancel scope per request under way: closing the client ends them all.
+        self.in_flight: set[anyio.CancelScope] = set()
+
+    def __repr__(self) -> str:
+        return f"<_Lifecycle closed={self.closed} in_flight={len(self.in_flight)}>"
+
+
+@final
 class HTTPCore:
     """Sends requests for one client: builds, limits, retries, and maps errors."""
 
@@ -73,11 +89,9 @@ class HTTPCore:
         "_api_key",
         "_backoff",
         "_base_url",
-        "_closed",
         "_http",
-        "_in_flight",
+        "_life",
         "_limiter",
-        "_loop",
         "_max_response_bytes",
         "_max_retries",
         "_owns_pool",
@@ -107,16 +121,49 @@ class HTTPCore:
         self._backoff = backoff
         self._limiter = limiter
         self._max_response_bytes = max_response_bytes
-        self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # One cancel scope per request under way: closing the client ends them all.
-        self._in_flight: set[anyio.CancelScope] = set()
+        self._life = _Lifecycle()
+
+    def with_options(
+        self, *, timeout: httpx.Timeout | None = None, max_retries: int | None = None
+    ) -> HTTPCore:
+        """A view sending with another timeout or retry count (``None``: this one's).
+
+        It shares everything else: the pool, the limiter, the key, and the
+        lifecycle (closing either closes both, and ends the requests of both).
+        Cheap: no I/O, a copy of a few references.
+        """
+        view = object.__new__(HTTPCore)
+        for name in HTTPCore.__slots__:
+            setattr(view, name, getattr(self, name))
+        if timeout is not None:
+            view._timeout = timeout
+        if max_retries is not None:
+            view._max_retries = max_retries
+        return view
 
     def close(self) -> None:
-        """Refuse every request from now on, and end those under way (``ClientClosedError``)."""
-        self._closed = True
-        for scope in self._in_flight:
+        """Refuse every request from now on, and end those under way (``ClientClosedError``).
+
+        Applies to every view of this core too (see :meth:`with_options`).
+        """
+        self._life.closed = True
+        for scope in self._life.in_flight:
             scope.cancel()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called, on this core or a view sharing its lifecycle."""
+        return self._life.closed
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The timeout every HTTP attempt is sent with."""
+        return self._timeout
+
+    @property
+    def max_retries(self) -> int:
+        """Retries after the first attempt of a request that may be retried."""
+        return self._max_retries
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -125,7 +172,7 @@ class HTTPCore:
 
     def check_usable(self) -> None:
         """``ClientClosedError`` once closed, ``EventLoopError`` from another loop (see below)."""
-        if self._closed:
+        if self._life.closed:
             raise ClientClosedError(_CLOSED)
         self.check_loop()
 
@@ -149,15 +196,16 @@ class HTTPCore:
                 f"edges_async runs on asyncio only, not on {library}: "
                 "run it under asyncio (or anyio's asyncio backend)."
             ) from None
-        if loop is self._loop:
+        bound = self._life.loop
+        if loop is bound:
             return
-        if self._loop is not None and (self._owns_pool or not self._loop.is_closed()):
-            state = "ended: a previous asyncio.run?" if self._loop.is_closed() else "still open"
+        if bound is not None and (self._owns_pool or not bound.is_closed()):
+            state = "ended: a previous asyncio.run?" if bound.is_closed() else "still open"
             raise EventLoopError(
                 f"This client belongs to another event loop ({state}): "
                 "create the AsyncClient inside the event loop that uses it."
             )
-        self._loop = loop
+        self._life.loop = loop
 
     @property
     def base_url(self) -> httpx.URL:
@@ -219,21 +267,27 @@ class HTTPCore:
             timeout=self._timeout,
         )
         with anyio.CancelScope() as scope:
-            self._in_flight.add(scope)
+            self._life.in_flight.add(scope)
             try:
                 return await self._send_with_retries(request)
             finally:
-                self._in_flight.discard(scope)
+                self._life.in_flight.discard(scope)
         raise ClientClosedError(f"{_CLOSED} (it was closed while this request waited or ran)")
 
     async def _send_with_retries(self, request: httpx.Request) -> httpx.Response:
         idempotent = request.method.upper() in _IDEMPOTENT_METHODS
+        # Asked once per request, so that with logging off an attempt costs
+        # nothing more than before: no clock read, no string built.
+        logged = logger.isEnabledFor(logging.DEBUG)
         retry = 0
         while True:
-            await self._limiter.acquire(request)
-            if self._closed:
-                raise ClientClosedError(_CLOSED)
-            outcome = await self._attempt(request)
+            if logged:
+                outcome = await self._logged_attempt(request, retry)
+            else:
+                await self._limiter.acquire(request)
+                if self._life.closed:
+                    raise ClientClosedError(_CLOSED)
+                outcome = await self._attempt(request)
             if isinstance(outcome, _Failure):
                 self._limiter.feedback(request, None)
                 if retry < self._max_retries and (idempotent or outcome.never_sent):
@@ -253,6 +307,50 @@ class HTTPCore:
                 retry += 1
                 continue
             raise status_error(outcome)
+
+    async def _logged_attempt(
+        self, request: httpx.Request, retry: int
+    ) -> httpx.Response | _Failure:
+        """Wait for the limiter and make one attempt, as above, then log it at DEBUG.
+
+        The line tells the method, path and query, the status (or what went
+        wrong when no response came), how long the attempt took and how long
+        the limiter held it back, both read on the event loop's clock.
+        """
+        clock = asyncio.get_running_loop().time
+        queued = clock()
+        await self._limiter.acquire(request)
+        if self._life.closed:
+            raise ClientClosedError(_CLOSED)
+        started = clock()
+        try:
+            outcome = await self._attempt(request)
+        except BaseException as exc:  # an invalid body, a cancellation: logged, then raised
+            self._log_attempt(request, type(exc).__name__, queued, started, clock(), retry)
+            raise
+        result = outcome.reason if isinstance(outcome, _Failure) else outcome.status_code
+        self._log_attempt(request, result, queued, started, clock(), retry)
+        return outcome
+
+    def _log_attempt(
+        self,
+        request: httpx.Request,
+        result: int | str,
+        queued: float,
+        started: float,
+        ended: float,
+        retry: int,
+    ) -> None:
+        logger.debug(
+            "%s %s -> %s in %.1f ms (rate limiter wait %.1f ms, attempt %d of %d)",
+            request.method,
+            scrub(request.url.raw_path.decode("ascii", "replace")),
+            result,
+            (ended - started) * 1000,
+            (started - queued) * 1000,
+            retry + 1,
+            self._max_retries + 1,
+        )
 
     async def _attempt(self, request: httpx.Request) -> httpx.Response | _Failure:
         """One attempt: the response, or the failure (built here, raised by the caller).

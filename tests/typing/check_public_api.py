@@ -101,3 +101,16 @@ def simulator_surface(sim: EdgesSimulator) -> None:
     workspace = sim.add_workspace(api_key="k2")
     assert_type(sim.add_run(workspace), SimulatedRun)
     assert_type(sim.requests, list[RecordedRequest])
+
+
+async def with_options_surface(client: ea.AsyncClient, http: httpx.AsyncClient) -> None:
+    """A view from ``with_options`` is the same type as its client, limiter parameter and all."""
+    assert_type(client.with_options(timeout=1), ea.AsyncClient)
+    assert_type(client.with_options(timeout=httpx.Timeout(5), max_retries=0), ea.AsyncClient)
+    assert_type(await client.with_options(max_retries=0).runs.get("uid"), ea.Run)
+    async with ea.AsyncClient(plan="silver") as default:
+        view = default.with_options(timeout=120, max_retries=0)
+        assert_type(view, ea.AsyncClient[ea.WorkspaceRateLimiter])
+        assert_type(view.limiter.statistics(), ea.LimiterStatistics)
+    async with ea.AsyncClient("key", http_client=http, limiter=NoRateLimit()) as custom:
+        assert_type(custom.with_options(timeout=1).with_options(), ea.AsyncClient[NoRateLimit])
