@@ -38,19 +38,19 @@ def attempts(caplog: pytest.LogCaptureFixture) -> list[dict[str, str]]:
     return found
 
 
-def finished_run(simulator: EdgesSimulator, workspace: Workspace) -> str:
+@pytest.fixture
+async def uid(simulator: EdgesSimulator, workspace: Workspace) -> str:
     """The uid of a run of ``workspace`` that has already succeeded."""
     return simulator.add_run(workspace, script=RunScript(steps=(("SUCCEEDED", 0.0),))).uid
 
 
 async def test_each_attempt_is_logged_at_debug(
     simulator: EdgesSimulator,
-    workspace: Workspace,
     client: ea.AsyncClient,
     caplog: pytest.LogCaptureFixture,
+    uid: str,
 ) -> None:
     """A failed attempt and its retry: one line each, with status, times and attempt number."""
-    uid = finished_run(simulator, workspace)
     simulator.faults.add(Fault(path=f"/runs/{uid}$", status=500, delay=2.5))
     caplog.set_level(logging.DEBUG, logger="edges_async")
     await client.runs.get(uid)
@@ -64,8 +64,6 @@ async def test_each_attempt_is_logged_at_debug(
 
 
 async def test_the_line_shows_the_query_and_the_limiters_wait(
-    simulator: EdgesSimulator,
-    workspace: Workspace,
     client: ea.AsyncClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -82,12 +80,11 @@ async def test_the_line_shows_the_query_and_the_limiters_wait(
 
 async def test_an_attempt_without_a_response_logs_the_error_kind(
     simulator: EdgesSimulator,
-    workspace: Workspace,
     client: ea.AsyncClient,
     caplog: pytest.LogCaptureFixture,
+    uid: str,
 ) -> None:
     """A connection refused shows as its kind where the status would be."""
-    uid = finished_run(simulator, workspace)
     simulator.faults.add(Fault(path="/status$", refuse=True))
     caplog.set_level(logging.DEBUG, logger="edges_async")
     await client.runs.status(uid)
@@ -95,13 +92,11 @@ async def test_an_attempt_without_a_response_logs_the_error_kind(
 
 
 async def test_nothing_is_logged_by_default(
-    simulator: EdgesSimulator,
-    workspace: Workspace,
     client: ea.AsyncClient,
     caplog: pytest.LogCaptureFixture,
+    uid: str,
 ) -> None:
     """Without any setup no DEBUG record is made; at INFO a plain success logs nothing."""
-    uid = finished_run(simulator, workspace)
     assert not logging.getLogger("edges_async").isEnabledFor(logging.DEBUG)
     await client.runs.get(uid)
     assert caplog.records == []
@@ -120,14 +115,13 @@ async def test_nothing_is_logged_by_default(
 )
 async def test_a_retry_is_logged_above_debug(
     simulator: EdgesSimulator,
-    workspace: Workspace,
     client: ea.AsyncClient,
     caplog: pytest.LogCaptureFixture,
+    uid: str,
     fault: Fault,
     says: str,
 ) -> None:
     """Each retry logs what failed, the delay and the retry number, at INFO or above."""
-    uid = finished_run(simulator, workspace)
     simulator.faults.add(fault)
     caplog.set_level(logging.INFO, logger="edges_async")
     await client.runs.get(uid)
@@ -140,12 +134,11 @@ async def test_a_retry_is_logged_above_debug(
 
 async def test_a_429_pause_is_logged_above_debug(
     simulator: EdgesSimulator,
-    workspace: Workspace,
     client: ea.AsyncClient,
     caplog: pytest.LogCaptureFixture,
+    uid: str,
 ) -> None:
     """A 429 logs the workspace's pause and the retry after Retry-After."""
-    uid = finished_run(simulator, workspace)
     simulator.faults.add(Fault(status=429, headers={"Retry-After": "7"}))
     caplog.set_level(logging.INFO, logger="edges_async")
     await client.runs.get(uid)
@@ -161,7 +154,6 @@ async def test_a_429_pause_is_logged_above_debug(
 
 async def test_log_lines_never_show_a_secret(
     simulator: EdgesSimulator,
-    workspace: Workspace,
     client: ea.AsyncClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
