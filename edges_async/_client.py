@@ -94,7 +94,7 @@ class AsyncClient(Generic[LimiterT]):
 
     Logs go to the ``edges_async`` logger: a DEBUG line per HTTP attempt
     (method, path and query, status, milliseconds, rate limiter wait, attempt
-    number), WARNING for retries and rate-limit pauses; secrets are scrubbed
+    number), INFO for retries and rate-limit pauses; secrets are scrubbed
     from all of them. ``EDGES_LOG=debug`` or ``EDGES_LOG=info`` prints them on
     stderr without any logging setup: read at the first ``AsyncClient`` built,
     it adds a stderr handler at that level once per process, and only if the

@@ -428,7 +428,7 @@ class HTTPCore:
         self, request: httpx.Request, retry: int, response: httpx.Response | None, reason: str
     ) -> None:
         delay = self._backoff.delay(retry, response)
-        logger.warning(
+        logger.info(  # handled: INFO, like every retry backoff
             "Retrying %s %s after %s in %.2f s (retry %d of %d)",
             request.method,
             safe_request(request).url,

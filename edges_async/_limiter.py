@@ -264,7 +264,7 @@ class _RouteBudget:
         if not already_paused:  # the requests in flight with this one say nothing new
             self._refused_at = self._factor
             self._factor = max(_MIN_FACTOR, self._factor * _STEP_DOWN)
-        logger.warning(
+        logger.info(  # handled: INFO, like every retry backoff
             "Rate limited (%s): pausing the workspace's %s for %.1f s, pacing at %.1f/min",
             response.headers.get("x-ratelimit-type", "429"),
             response.request.url.path,

@@ -121,12 +121,12 @@ async def test_a_retry_is_logged_above_debug(
     fault: Fault,
     says: str,
 ) -> None:
-    """Each retry logs what failed, the delay and the retry number, at INFO or above."""
+    """Each retry logs what failed, the delay and the retry number, at INFO."""
     simulator.faults.add(fault)
     caplog.set_level(logging.INFO, logger="edges_async")
     await client.runs.get(uid)
     (record,) = caplog.records
-    assert record.levelno >= logging.INFO
+    assert record.levelno == logging.INFO
     message = record.getMessage()
     assert message.startswith(f"Retrying GET https://api.edges.run/v1/runs/{uid} {says} ")
     assert re.search(r" in \d+\.\d\d s \(retry 1 of 3\)$", message)
@@ -138,12 +138,12 @@ async def test_a_429_pause_is_logged_above_debug(
     caplog: pytest.LogCaptureFixture,
     uid: str,
 ) -> None:
-    """A 429 logs the workspace's pause and the retry after Retry-After."""
+    """A 429 logs the workspace's pause and the retry after Retry-After, at INFO."""
     simulator.faults.add(Fault(status=429, headers={"Retry-After": "7"}))
     caplog.set_level(logging.INFO, logger="edges_async")
     await client.runs.get(uid)
     messages = [record.getMessage() for record in caplog.records]
-    assert all(record.levelno >= logging.INFO for record in caplog.records)
+    assert all(record.levelno == logging.INFO for record in caplog.records)
     assert len(messages) == 2
     assert messages[0].startswith("Rate limited (429): pausing the workspace's ")
     assert " for 7.0 s, pacing at " in messages[0]
