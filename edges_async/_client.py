@@ -81,8 +81,10 @@ class AsyncClient(Generic[LimiterT]):
             ``ASGITransport``); it is never closed by this client.
         limiter: A ``RateLimiter``; by default a ``WorkspaceRateLimiter`` sized
             from ``plan`` and shared by every client of the same workspace.
-            ``client.limiter`` is typed as the one given (``AsyncClient`` is
-            generic in it, ``AsyncClient[WorkspaceRateLimiter]`` by default).
+            ``AsyncClient`` is generic in it: a client built without one is an
+            ``AsyncClient[WorkspaceRateLimiter]`` (``client.limiter.statistics()``
+            type-checks), one built with one an ``AsyncClient[Any]``, so clients
+            of either kind mix freely in one variable.
         polling: How waiting for runs polls them (see ``PollingPolicy``).
         max_response_bytes: The largest response body read, once decoded
             (64 MiB by default); a larger one is refused unread with
@@ -138,7 +140,7 @@ class AsyncClient(Generic[LimiterT]):
 
     @overload
     def __init__(
-        self,
+        self: AsyncClient[Any],
         api_key: str | None = None,
         *,
         plan: PlanTier | str | None = None,
@@ -147,7 +149,7 @@ class AsyncClient(Generic[LimiterT]):
         max_retries: int = 3,
         backoff: Backoff | None = None,
         http_client: httpx.AsyncClient | None = None,
-        limiter: LimiterT,
+        limiter: RateLimiter,
         polling: PollingPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None: ...
@@ -162,7 +164,7 @@ class AsyncClient(Generic[LimiterT]):
         max_retries: int = 3,
         backoff: Backoff | None = None,
         http_client: httpx.AsyncClient | None = None,
-        limiter: LimiterT | None = None,
+        limiter: RateLimiter | None = None,
         polling: PollingPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:

@@ -32,6 +32,7 @@ from ._exceptions import (
     EventLoopError,
 )
 from ._limiter import RateLimiter
+from ._logging import log_attempt
 from ._redaction import protect, safe_request, scrub
 from ._responses import invalid_response, status_error
 from ._version import __version__
@@ -326,31 +327,13 @@ class HTTPCore:
         try:
             outcome = await self._attempt(request)
         except BaseException as exc:  # an invalid body, a cancellation: logged, then raised
-            self._log_attempt(request, type(exc).__name__, queued, started, clock(), retry)
+            log_attempt(
+                request, type(exc).__name__, queued, started, clock(), retry, self._max_retries
+            )
             raise
         result = outcome.reason if isinstance(outcome, _Failure) else outcome.status_code
-        self._log_attempt(request, result, queued, started, clock(), retry)
+        log_attempt(request, result, queued, started, clock(), retry, self._max_retries)
         return outcome
-
-    def _log_attempt(
-        self,
-        request: httpx.Request,
-        result: int | str,
-        queued: float,
-        started: float,
-        ended: float,
-        retry: int,
-    ) -> None:
-        logger.debug(
-            "%s %s -> %s in %.1f ms (rate limiter wait %.1f ms, attempt %d of %d)",
-            request.method,
-            scrub(request.url.raw_path.decode("ascii", "replace")),
-            result,
-            (ended - started) * 1000,
-            (started - queued) * 1000,
-            retry + 1,
-            self._max_retries + 1,
-        )
 
     async def _attempt(self, request: httpx.Request) -> httpx.Response | _Failure:
         """One attempt: the response, or the failure (built here, raised by the caller).

@@ -26,12 +26,17 @@ import logging
 import os
 import threading
 
-__all__ = ["ENV_VARIABLE", "log_from_environment"]
+import httpx
+
+from ._redaction import scrub
+
+__all__ = ["ENV_VARIABLE", "log_attempt", "log_from_environment"]
 
 ENV_VARIABLE = "EDGES_LOG"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO}
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+_logger = logging.getLogger("edges_async")
 _lock = threading.Lock()
 _done = False
 
@@ -58,3 +63,29 @@ def log_from_environment() -> None:
         handler.setFormatter(logging.Formatter(_FORMAT))
         logger.addHandler(handler)
         logger.setLevel(level)
+
+
+def log_attempt(
+    request: httpx.Request,
+    result: int | str,
+    queued: float,
+    started: float,
+    ended: float,
+    retry: int,
+    max_retries: int,
+) -> None:
+    """Log one HTTP attempt at DEBUG: method, path and query, status or failure, timings.
+
+    ``queued``, ``started`` and ``ended`` are loop times: when the attempt
+    asked the rate limiter, when the limiter let it go, when it ended.
+    """
+    _logger.debug(
+        "%s %s -> %s in %.1f ms (rate limiter wait %.1f ms, attempt %d of %d)",
+        request.method,
+        scrub(request.url.raw_path.decode("ascii", "replace")),
+        result,
+        (ended - started) * 1000,
+        (started - queued) * 1000,
+        retry + 1,
+        max_retries + 1,
+    )

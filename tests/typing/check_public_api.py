@@ -73,13 +73,19 @@ async def default_limiter() -> None:
         assert_type(client.limiter.statistics(), ea.LimiterStatistics)  # as the README shows
 
 
-async def custom_limiter(http: httpx.AsyncClient) -> None:
-    """A client made with a limiter of one's own has ``client.limiter`` typed as it."""
+async def custom_limiter(http: httpx.AsyncClient, testing: bool) -> None:
+    """Clients with and without a limiter of one's own mix in one variable."""
     async with ea.AsyncClient("key", http_client=http, limiter=NoRateLimit()) as client:
-        assert_type(client, ea.AsyncClient[NoRateLimit])
-        assert_type(client.limiter, NoRateLimit)
+        assert_type(client, ea.AsyncClient[Any])
     plain: ea.AsyncClient = client  # the bare name takes a client of any limiter
     assert_type(plain.limiter, Any)
+    either = ea.AsyncClient("key", limiter=NoRateLimit()) if testing else ea.AsyncClient("key")
+    swapped = ea.AsyncClient("key")
+    swapped = ea.AsyncClient("key", limiter=NoRateLimit())
+    optional: NoRateLimit | None = NoRateLimit() if testing else None
+    maybe = ea.AsyncClient("key", limiter=optional)  # either overload: a union
+    assert_type(maybe.limiter, Any | ea.WorkspaceRateLimiter)
+    del either, swapped
 
 
 def models_surface(run: ea.Run, page: ea.OutputsPage, error: ea.EdgesError) -> None:
@@ -113,4 +119,4 @@ async def with_options_surface(client: ea.AsyncClient, http: httpx.AsyncClient) 
         assert_type(view, ea.AsyncClient[ea.WorkspaceRateLimiter])
         assert_type(view.limiter.statistics(), ea.LimiterStatistics)
     async with ea.AsyncClient("key", http_client=http, limiter=NoRateLimit()) as custom:
-        assert_type(custom.with_options(timeout=1).with_options(), ea.AsyncClient[NoRateLimit])
+        assert_type(custom.with_options(timeout=1).with_options(), ea.AsyncClient[Any])
