@@ -44,7 +44,8 @@ exit statuses:
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C): polling stopped, the client closed, a file export
        left resumable (run it again to go on)
 
-environment: EDGES_API_KEY, EDGES_PLAN, EDGES_BASE_URL (the client's fallbacks)
+environment: EDGES_API_KEY, EDGES_PLAN, EDGES_BASE_URL (the client's fallbacks);
+EDGES_LOG=debug|info prints the SDK's logs on stderr
 """
 
 # Runs answered by ``runs list`` when --limit is not given: one request.
