@@ -274,6 +274,11 @@ ERRORS = {  # command (None: an ended run's uid) -> exit status, start of stderr
     ("launch", "a", "--inputs", "-"): (4, "edges: ValueError: stdin, line 2: not JSON"),
     ("runs", "list", "--limit", "-1"): (64, "edges runs list: error: argument --limit"),
     ("runs", "wait"): (64, "edges runs wait: no run uid given"),
+    # refused inside the wait's task group: the error it wraps, on one line
+    ("runs", "wait", str(uuid.UUID(int=1)), "not-a-uid"): (
+        4,
+        "edges: ValueError: run_uid must be a UUID",
+    ),
 }
 
 

@@ -8,6 +8,7 @@ polling, the client closes, a file export stays resumable — and exits 130.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -52,9 +53,10 @@ def _configure_logging(verbose: bool) -> None:
 def _innermost(error: BaseException) -> BaseException:
     """The error a task group wrapped, when it wrapped one (cancellations set aside)."""
     # (Base)ExceptionGroup, builtin from 3.11 and a backport on 3.10: known by its shape.
+    # Read after anyio.run returned: no event loop to ask anyio about, and
+    # the command line runs on asyncio, whose cancellation this is.
     while isinstance(inner := getattr(error, "exceptions", None), tuple):
-        cancelled = anyio.get_cancelled_exc_class()
-        errors = [item for item in inner if not isinstance(item, cancelled)]
+        errors = [item for item in inner if not isinstance(item, asyncio.CancelledError)]
         if not errors:
             break
         error = errors[0]
