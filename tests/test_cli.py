@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.from_thread
+import httpx
 import pytest
 
 from edges_async.cli import main
@@ -327,17 +328,20 @@ def test_ctrl_c_during_wait_exits_130_cleanly(served: Served) -> None:
     assert (out, err) == ("", "edges: interrupted\n")
 
 
-def test_the_live_display_draws_counts_on_a_terminal(served: Served) -> None:
-    """With stderr a (pseudo) terminal, the wait draws its bar, counts per status and 429s."""
-    workspace, key = served.workspace()
-    uids = [served.add_run(workspace, QUICK), served.add_run(workspace, QUICK_FAIL)]
+@dataclass(frozen=True)
+class OnTerminal:
+    """How a command run with stderr on a pseudo-terminal went."""
+
+    returncode: int
+    drawn: str
+    """What it drew on the terminal (stderr), escape codes and all."""
+    stdout: str
+
+
+def run_on_terminal(command: list[str], env: dict[str, str]) -> OnTerminal:
+    """Run ``command`` with stderr a pseudo-terminal, reading what it draws until it exits."""
     primary, secondary = os.openpty()
-    with subprocess.Popen(
-        [*EDGES, "runs", "wait", *uids],
-        stdout=subprocess.PIPE,
-        stderr=secondary,
-        env=cli_env(served, key, TERM="xterm"),
-    ) as process:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=secondary, env=env) as process:
         os.close(secondary)
         drawn = b""
         while True:
@@ -351,15 +355,23 @@ def test_the_live_display_draws_counts_on_a_terminal(served: Served) -> None:
         assert process.stdout is not None
         printed = process.stdout.read().decode()
     os.close(primary)
-    assert process.returncode == 1
-    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.decode())
+    return OnTerminal(process.returncode, drawn.decode(), printed)
+
+
+def test_the_live_display_draws_counts_on_a_terminal(served: Served) -> None:
+    """With stderr a (pseudo) terminal, the wait draws its bar, counts per status and 429s."""
+    workspace, key = served.workspace()
+    uids = [served.add_run(workspace, QUICK), served.add_run(workspace, QUICK_FAIL)]
+    done = run_on_terminal([*EDGES, "runs", "wait", *uids], cli_env(served, key, TERM="xterm"))
+    assert done.returncode == 1
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.drawn)
     last = screen.rsplit("runs ended", 2)[-2:]
     assert "2/2 runs ended" in screen
     assert re.search(r"(SUCCEEDED 1  FAILED 1|FAILED 1  SUCCEEDED 1)", last[-1])
     assert "429s 0" in last[-1]
     assert "requests " in screen
     assert "plan 600/min" in screen
-    assert len(printed.splitlines()) == 2  # the runs still go to stdout, not the terminal
+    assert len(done.stdout.splitlines()) == 2  # the runs still go to stdout, not the terminal
 
 
 def test_launch_reads_csv_parses_params_waits_and_exports(served: Served, tmp_path: Path) -> None:
@@ -455,8 +467,6 @@ def test_edges_simulator_serves_until_ctrl_c() -> None:
         found = re.search(r"(http://127\.0\.0\.1:\d+/v1)", process.stdout.readline())
         assert found is not None
         assert "API key: k-1  (plan gold, window fixed_minute)" in process.stdout.readline()
-        import httpx
-
         response = httpx.get(f"{found.group(1)}/runs", headers={"X-API-Key": "k-1"})
         assert (response.status_code, response.headers["X-RateLimit-Remaining"]) == (200, "149")
         process.send_signal(signal.SIGINT)

@@ -21,7 +21,7 @@ import pytest
 
 from edges_async.testing import RunScript
 
-from .test_cli import EDGES, Served, cli_env, edges_at_once, serve_simulator
+from .test_cli import EDGES, Served, cli_env, edges_at_once, run_on_terminal, serve_simulator
 
 BIG = RunScript(steps=(("SUCCEEDED", 0.0),), outputs=2_600)
 
@@ -138,24 +138,11 @@ def test_export_progress_is_drawn_on_a_terminal(served: Served, tmp_path: Path) 
     """With stderr a (pseudo) terminal, the export draws outputs written out of output_count."""
     workspace, key = served.workspace()
     run = served.add_run(workspace, RunScript(steps=(("SUCCEEDED", 0.0),), outputs=1_500))
-    primary, secondary = os.openpty()
-    with subprocess.Popen(
+    done = run_on_terminal(
         [*EDGES, "runs", "export", run, "-o", str(tmp_path / "out.jsonl")],
-        stderr=secondary,
-        env=cli_env(served, key, TERM="xterm"),
-    ) as process:
-        os.close(secondary)
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # the other side closed: the process is gone
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    os.close(primary)
-    assert process.returncode == 0
-    screen = drawn.decode()
+        cli_env(served, key, TERM="xterm"),
+    )
+    assert done.returncode == 0
+    screen = done.drawn
     assert f"Exporting run {run}" in screen
     assert "1,500/1,500 outputs" in screen
