@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -152,6 +153,8 @@ async def test_offset_paging_is_stable_and_complete(
         ([("sort", "id"), ("sort", "+name")], "querystring/sort/1 must name a field"),
         ([("execution_mode", "SYNC")], "querystring/execution_mode/0"),
         ([("uid", "nope")], 'querystring/uid/0 must match format "uuid"'),
+        ([("limit", "5\n")], "querystring/limit must be integer"),
+        ([("uid", f"{uuid.UUID(int=7)}\n")], 'querystring/uid/0 must match format "uuid"'),
     ],
 )
 async def test_list_rejects_bad_parameters(
@@ -209,9 +212,12 @@ async def test_unknown_foreign_and_archived_runs_are_not_found(
     assert (await raw_client.get(f"/v1/runs/{kept.uid}")).status_code == 404
 
 
-async def test_malformed_run_uid_is_a_bad_request(raw_client: httpx.AsyncClient) -> None:
-    """A run uid that is not a uuid answers 400."""
-    response = await raw_client.get("/v1/runs/not-a-uuid")
+@pytest.mark.parametrize("run_uid", ["not-a-uuid", f"{uuid.UUID(int=7)}%0A"])
+async def test_malformed_run_uid_is_a_bad_request(
+    raw_client: httpx.AsyncClient, run_uid: str
+) -> None:
+    """A run uid that is not a uuid (a trailing newline included) answers 400."""
+    response = await raw_client.get(f"/v1/runs/{run_uid}")
     assert response.status_code == 400
     assert response.json()["message"] == 'params/run_uid must match format "uuid"'
 

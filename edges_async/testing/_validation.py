@@ -63,7 +63,7 @@ def _bad(message: str, label: str = "BAD_PARAMETERS") -> APIError:
 
 def parse_run_uid_param(value: str) -> str:
     """The canonical (lower-case) form of the path's ``run_uid``; the API's 400 if malformed."""
-    if _UUID.match(value) is None:
+    if _UUID.fullmatch(value) is None:
         raise _bad('params/run_uid must match format "uuid"')
     return value.lower().removeprefix("urn:uuid:")
 
@@ -82,7 +82,7 @@ def _integer(
     values = params.get(name)
     if values is None:
         return None
-    if len(values) != 1 or _INTEGER.match(values[0]) is None:
+    if len(values) != 1 or _INTEGER.fullmatch(values[0]) is None:
         raise _bad(f"querystring/{name} must be integer")
     number = int(values[0])
     if number < low:
@@ -119,7 +119,7 @@ def parse_list_query(items: Sequence[tuple[str, str]]) -> ListQuery:
                     f"querystring/{name}/{position} must be equal to one of the allowed "
                     "values: LIVE, ASYNC"
                 )
-            if name in ("uid", "user_uid") and _UUID.match(value) is None:
+            if name in ("uid", "user_uid") and _UUID.fullmatch(value) is None:
                 raise _bad(f'querystring/{name}/{position} must match format "uuid"')
         if name in ("uid", "user_uid"):
             values = [value.lower().removeprefix("urn:uuid:") for value in values]
@@ -204,7 +204,7 @@ def _check_common(body: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(identity_ids, list):
             raise _bad("body/identity_ids must be array")
         for position, value in enumerate(identity_ids):
-            if not isinstance(value, str) or _UUID.match(value) is None:
+            if not isinstance(value, str) or _UUID.fullmatch(value) is None:
                 raise _bad(f'body/identity_ids/{position} must match format "uuid"')
     return parameters
 
