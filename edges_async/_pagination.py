@@ -25,7 +25,6 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "MAX_READ_AHEAD",
     "OutputsPage",
-    "iterate_output_pages",
     "link_cursor",
     "next_link_problem",
     "next_page_url",
@@ -205,7 +204,7 @@ class _Pages:
 def output_pages(
     core: HTTPCore, run_uid: str, *, page_size: int, cursor: str | None, read_ahead: int = 0
 ) -> AsyncGenerator[OutputsPage, None]:
-    """The pages of ``run_uid``'s outputs (see :func:`iterate_output_pages`).
+    """The pages of ``run_uid``'s outputs (see :func:`_iterate_output_pages`).
 
     The arguments are checked here, before any request: ``page_size`` 1 to
     ``MAX_PAGE_SIZE``, ``read_ahead`` 0 to ``MAX_READ_AHEAD``, ``cursor`` a
@@ -215,10 +214,10 @@ def output_pages(
     check_int_range("read_ahead", read_ahead, 0, MAX_READ_AHEAD)
     if cursor is not None and (not isinstance(cursor, str) or not cursor):
         raise ValueError(f"cursor must be a non-empty string, got {cursor!r}")
-    return iterate_output_pages(core, run_uid, page_size, cursor, read_ahead)
+    return _iterate_output_pages(core, run_uid, page_size, cursor, read_ahead)
 
 
-async def iterate_output_pages(
+async def _iterate_output_pages(
     core: HTTPCore, run_uid: str, page_size: int, cursor: str | None, read_ahead: int = 0
 ) -> AsyncGenerator[OutputsPage, None]:
     """Yield pages from the first (or after ``cursor``) until ``X-Pagination-Next`` is absent.
