@@ -477,3 +477,20 @@ def test_edges_simulator_serves_until_ctrl_c() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_closed_stdin_is_a_bad_input_not_a_crash(served: Served) -> None:
+    """`--from -` / `--inputs -` with stdin closed (`<&-`): one line, status 4."""
+    _, key = served.workspace()
+    for args in (("runs", "wait", "--from", "-"), ("launch", "act", "--inputs", "-")):
+        done = subprocess.run(
+            [*EDGES, *args],
+            capture_output=True,
+            text=True,
+            env=cli_env(served, key),
+            timeout=30,
+            check=False,
+            preexec_fn=lambda: os.close(0),  # the shell's `<&-`
+        )
+        assert (done.returncode, done.stdout) == (4, ""), done.stderr
+        assert done.stderr == "edges: ValueError: stdin is closed: nothing to read with '-'\n"

@@ -24,6 +24,8 @@ MAX_INPUTS_PER_RUN = 100_000
 
 def _read_text(source: str) -> str:
     if source == "-":
+        if sys.stdin is None:  # started with stdin closed (`<&-`)
+            raise ValueError("stdin is closed: nothing to read with '-'")
         return sys.stdin.read()
     return Path(source).read_text(encoding="utf-8-sig")
 
