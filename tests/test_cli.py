@@ -494,3 +494,11 @@ def test_a_closed_stdin_is_a_bad_input_not_a_crash(served: Served) -> None:
         )
         assert (done.returncode, done.stdout) == (4, ""), done.stderr
         assert done.stderr == "edges: ValueError: stdin is closed: nothing to read with '-'\n"
+
+
+def test_json_lines_inputs_keep_unicode_line_separators_inside_strings(tmp_path: Path) -> None:
+    """U+2028, U+0085, form feed... are allowed raw in JSON strings: only newlines end a line."""
+    path = tmp_path / "in.jsonl"
+    texts = ["a\u2028b", "c\u2029d", "e\x85f", "g\x0ch", "i\x1ej"]
+    path.write_text("".join(json.dumps({"q": text}, ensure_ascii=False) + "\r\n" for text in texts))
+    assert [item["q"] for item in read_inputs(str(path))] == texts

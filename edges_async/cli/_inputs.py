@@ -32,7 +32,9 @@ def _read_text(source: str) -> str:
 
 def _json_lines(text: str, source: str) -> list[Any]:
     items = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: str.splitlines() also cuts at U+2028, U+0085, form feed...,
+    # which JSON allows raw inside strings (json.dumps(..., ensure_ascii=False) writes them).
+    for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             try:
                 items.append(json.loads(line))
