@@ -28,6 +28,7 @@ import pytest
 
 from edges_async.cli import main
 from edges_async.cli._inputs import batches, read_inputs
+from edges_async.cli._parser import parse_param
 from edges_async.testing import EdgesSimulator, RunScript, Workspace
 
 QUICK = RunScript(steps=(("QUEUED", 0.0), ("RUNNING", 0.2), ("SUCCEEDED", 0.8)), outputs=4)
@@ -502,3 +503,23 @@ def test_json_lines_inputs_keep_unicode_line_separators_inside_strings(tmp_path:
     texts = ["a\u2028b", "c\u2029d", "e\x85f", "g\x0ch", "i\x1ej"]
     path.write_text("".join(json.dumps({"q": text}, ensure_ascii=False) + "\r\n" for text in texts))
     assert [item["q"] for item in read_inputs(str(path))] == texts
+
+
+def test_non_finite_numbers_are_refused_before_any_launch(tmp_path: Path) -> None:
+    """NaN, Infinity, 1e999 are not JSON: an inputs file with one is refused, naming the line;
+    a --param value with one is kept as a string (it cannot be sent as a number)."""
+    path = tmp_path / "in.jsonl"
+    for bad in ("NaN", "-Infinity", "1e999"):
+        path.write_text(f'{{"a": 1}}\n{{"a": {bad}}}\n')
+        with pytest.raises(ValueError, match="line 2"):
+            read_inputs(str(path))
+    array = tmp_path / "in.json"
+    array.write_text('[{"a": 1}, {"a": Infinity}]')
+    with pytest.raises(ValueError, match="not JSON"):
+        read_inputs(str(array))
+    assert [parse_param(f"a={bad}") for bad in ("NaN", "Infinity", "1e999", "2.5")] == [
+        ("a", "NaN"),
+        ("a", "Infinity"),
+        ("a", "1e999"),
+        ("a", 2.5),
+    ]

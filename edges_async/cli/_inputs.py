@@ -12,14 +12,35 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_INPUTS_PER_RUN", "batches", "read_inputs", "read_uids"]
+__all__ = ["MAX_INPUTS_PER_RUN", "batches", "loads", "read_inputs", "read_uids"]
 
 MAX_INPUTS_PER_RUN = 100_000
 """The API's most inputs in one async launch: more are split into several runs."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is out of range")
+    return number
+
+
+def loads(text: str) -> Any:
+    """``json.loads``, refusing what cannot be sent back as JSON: NaN, Infinity, 1e999.
+
+    Python's parser accepts them, and the launch would fail only when its body
+    is encoded, after the earlier batches were launched.
+    """
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
 
 
 def _read_text(source: str) -> str:
@@ -37,7 +58,7 @@ def _json_lines(text: str, source: str) -> list[Any]:
     for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             try:
-                items.append(json.loads(line))
+                items.append(loads(line))
             except ValueError as error:
                 raise ValueError(f"{source}, line {number}: not JSON ({error})") from None
     return items
@@ -45,7 +66,7 @@ def _json_lines(text: str, source: str) -> list[Any]:
 
 def _json_array(text: str, source: str) -> list[Any]:
     try:
-        value = json.loads(text)
+        value = loads(text)
     except ValueError as error:
         raise ValueError(f"{source}: not JSON ({error})") from None
     return value if isinstance(value, list) else [value]
@@ -62,7 +83,7 @@ def _guess(text: str, source: str) -> list[Any]:
         return _json_array(text, source)
     if start == "{":
         try:
-            return [json.loads(text)]  # one object, maybe over several lines
+            return [loads(text)]  # one object, maybe over several lines
         except ValueError:
             return _json_lines(text, source)
     return _csv_rows(text)

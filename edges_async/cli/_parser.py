@@ -8,9 +8,10 @@ natively. Its own exit status for a usage error (2) is moved to 64
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, NoReturn
+
+from ._inputs import loads
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -64,6 +65,8 @@ class _Parser(argparse.ArgumentParser):
 def parse_param(text: str) -> tuple[str, Any]:
     """``K=V`` as ``(K, V)``, V parsed as JSON when it parses, else kept as a string.
 
+    NaN, Infinity and numbers out of a float's range do not parse: they stay strings.
+
     >>> parse_param("max_results=10"), parse_param("query=data engineer")
     (('max_results', 10), ('query', 'data engineer'))
     """
@@ -71,7 +74,7 @@ def parse_param(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
-        return key, json.loads(value)
+        return key, loads(value)
     except ValueError:
         return key, value
 
