@@ -523,3 +523,21 @@ def test_non_finite_numbers_are_refused_before_any_launch(tmp_path: Path) -> Non
         ("a", "1e999"),
         ("a", 2.5),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("url\nhttp://x,extra\n", r"line 2: 2 cells under a header of 1"),
+        ("a,a\n1,2\n", r"line 1: column 'a' appears twice"),
+        (",b\n1,2\n", r"line 2: column 1 has no name but holds '1'"),
+    ],
+)
+def test_csv_inputs_that_would_lose_cells_are_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """A row longer than the header, a header naming a column twice or not at all: refused."""
+    path = tmp_path / "in.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_inputs(str(path))

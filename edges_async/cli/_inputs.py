@@ -3,7 +3,8 @@
 The format comes from the extension (``.jsonl``/``.ndjson``, ``.json``,
 ``.csv``), else from the content: ``[`` opens a JSON array, ``{`` one JSON
 object or JSON Lines, anything else is CSV. A CSV has a header row and one
-input per row, its cells as strings (empty cells left out). Every input must
+input per row, its cells as strings (empty cells left out; a cell past the header, under
+a column without a name or under a repeated name is refused). Every input must
 be a JSON object. ``-`` reads stdin.
 """
 
@@ -72,9 +73,41 @@ def _json_array(text: str, source: str) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _csv_rows(text: str) -> list[Any]:
-    rows = csv.DictReader(io.StringIO(text))
-    return [{key: cell for key, cell in row.items() if key and cell} for row in rows]
+def _csv_rows(text: str, source: str) -> list[Any]:
+    """One input per row under the header; a cell that would be lost is a ``ValueError``.
+
+    Lost: a cell past the header's last column, under a column without a name,
+    or under a name the header gives twice. Empty cells are left out (so the
+    trailing commas of a spreadsheet's export are fine).
+    """
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    seen: set[str] = set()
+    for name in header:
+        if name and name in seen:
+            raise ValueError(f"{source}, line 1: column {name!r} appears twice")
+        seen.add(name)
+    items = []
+    for row in reader:
+        if not row:  # a blank line
+            continue
+        if len(row) > len(header) and any(row[len(header) :]):
+            raise ValueError(
+                f"{source}, line {reader.line_num}: {len(row)} cells under a header of "
+                f"{len(header)}"
+            )
+        item = {}
+        for number, (name, cell) in enumerate(zip(header, row, strict=False), start=1):
+            if not cell:
+                continue
+            if not name:
+                raise ValueError(
+                    f"{source}, line {reader.line_num}: column {number} has no name "
+                    f"but holds {cell!r:.40}"
+                )
+            item[name] = cell
+        items.append(item)
+    return items
 
 
 def _guess(text: str, source: str) -> list[Any]:
@@ -86,7 +119,7 @@ def _guess(text: str, source: str) -> list[Any]:
             return [loads(text)]  # one object, maybe over several lines
         except ValueError:
             return _json_lines(text, source)
-    return _csv_rows(text)
+    return _csv_rows(text, source)
 
 
 def read_inputs(source: str) -> list[dict[str, Any]]:
@@ -103,7 +136,7 @@ def read_inputs(source: str) -> list[dict[str, Any]]:
     elif suffix == ".json":
         items = _json_array(text, name)
     elif suffix == ".csv":
-        items = _csv_rows(text)
+        items = _csv_rows(text, name)
     else:
         items = _guess(text, name)
     for number, item in enumerate(items, start=1):
