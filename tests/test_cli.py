@@ -541,3 +541,66 @@ def test_csv_inputs_that_would_lose_cells_are_refused(
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
         read_inputs(str(path))
+
+
+def test_ctrl_c_during_a_launch_request_still_reports_the_run_it_made(tmp_path: Path) -> None:
+    """SIGINT once the launch request is sent: the run exists, so it is printed, then 130.
+
+    A server that answers the launch slowly; Ctrl-C comes while it works. Cancelling the
+    request there would lose the run (made on the server, printed nowhere) and a rerun
+    would launch it twice. The batches not yet sent are named on stderr.
+    """
+    import http.server
+    import threading
+
+    uid = str(uuid.uuid4())
+    received = threading.Event()
+
+    class SlowLaunch(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            received.set()
+            time.sleep(1.5)
+            body = json.dumps({"run_uid": uid, "status": "CREATED", "action_name": "act"})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowLaunch)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"a": 1}\n' * 100_001)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("EDGES_")}
+    env.update(
+        EDGES_API_KEY="slow-key-123",
+        EDGES_BASE_URL=f"http://127.0.0.1:{server.server_address[1]}/v1",
+    )
+    process = subprocess.Popen(
+        [*EDGES, "--json", "launch", "act", "--inputs", str(inputs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert received.wait(30)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert [run["uid"] for run in json_lines(out)] == [uid]
+    assert err.splitlines() == [
+        f"Launched run {uid} of act (100000 inputs).",
+        "Not launched: inputs 100001 to 100001 of 100001.",
+        "edges: interrupted",
+    ]

@@ -7,6 +7,7 @@ status by ``_app``.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from ._wait import wait_for_runs
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from ._output import Output
 
@@ -75,6 +76,30 @@ async def _export(args: argparse.Namespace, client: Client, output: Output) -> i
     return EXIT_OK
 
 
+async def _launch_to_the_end(
+    launch: Coroutine[Any, Any, ea.Run], record: Callable[[ea.Run, int], None], size: int
+) -> None:
+    """Await ``launch``, ``record`` its run (of ``size`` inputs), even if Ctrl-C comes meanwhile.
+
+    Once the request is sent the server may well have made the run: cancelling
+    there would leave a run that nothing printed, launched again by a rerun. So
+    the request is left to finish and its run recorded before the interruption
+    goes on (a second Ctrl-C stops at once). This is asyncio's shield: Ctrl-C
+    cancels the main task natively, which no anyio cancel scope holds back.
+    """
+    task = asyncio.ensure_future(launch)
+    try:
+        run = await asyncio.shield(task)
+    except asyncio.CancelledError:
+        try:
+            run = await task
+        except Exception:  # interrupted all the same: the cancellation goes on
+            raise asyncio.CancelledError from None
+        record(run, size)
+        raise
+    record(run, size)
+
+
 async def _launch(args: argparse.Namespace, client: Client, output: Output) -> int:
     callback = ea.Callback(url=args.callback) if args.callback is not None else None
     parameters: dict[str, Any] = dict(args.param)
@@ -84,14 +109,29 @@ async def _launch(args: argparse.Namespace, client: Client, output: Output) -> i
         export_dir.mkdir(parents=True, exist_ok=True)
     waiting = args.wait or export_dir is not None
     launched: list[ea.Run] = []
-    for batch in batches(inputs):
-        run = await client.actions.run_async(
-            args.action, inputs=batch, parameters=parameters or None, callback=callback
-        )
+    sent = 0
+
+    def record(run: ea.Run, size: int) -> None:
+        nonlocal sent
         launched.append(run)
-        output.message(f"Launched run {run.uid} of {args.action} ({len(batch)} inputs).")
+        sent += size
+        output.message(f"Launched run {run.uid} of {args.action} ({size} inputs).")
         if not waiting:
             output.run(run)
+
+    try:
+        for batch in batches(inputs):
+            await _launch_to_the_end(
+                client.actions.run_async(
+                    args.action, inputs=batch, parameters=parameters or None, callback=callback
+                ),
+                record,
+                len(batch),
+            )
+    except BaseException:
+        if 0 < sent < len(inputs):  # say which inputs a rerun must launch, and only those
+            output.message(f"Not launched: inputs {sent + 1} to {len(inputs)} of {len(inputs)}.")
+        raise
     if not waiting:
         return EXIT_OK
 
