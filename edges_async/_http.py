@@ -5,8 +5,10 @@ both redacted.
 
 Retry rules. A GET (any idempotent method) is retried on 408, 429, 5xx and on
 transport errors. A POST launches or changes something, and sending it twice
-can launch a run twice, so it is retried only when it surely never reached the
-server: the connection could not be opened, or no pooled connection was free.
+can launch a run twice, so it is retried only when it surely was not acted
+on: the connection could not be opened, no pooled connection was free, or
+the answer was 429 (the rate limiter refused it: the vendor's guidance is to
+wait ``Retry-After`` and send it again).
 Redirects are followed only within the base URL's origin; the key is never sent
 anywhere else.
 """
@@ -299,10 +301,10 @@ class HTTPCore:
             self._limiter.feedback(request, outcome)
             if outcome.is_success:
                 return outcome
-            if (
-                retry < self._max_retries
-                and idempotent
-                and (outcome.status_code in _RETRIED_STATUSES or outcome.status_code >= 500)
+            status = outcome.status_code
+            if retry < self._max_retries and (
+                status == 429  # refused, not acted on: safe to send again, even a POST
+                or (idempotent and (status in _RETRIED_STATUSES or status >= 500))
             ):
                 await self._wait_before_retry(request, retry, outcome, str(outcome.status_code))
                 retry += 1

@@ -196,14 +196,29 @@ async def test_timeouts_exhausted_raise_timeout_error(mock_client: ClientFactory
         await client.runs.get(RUN_UID)
 
 
-@pytest.mark.parametrize("status", [408, 429, 500, 503])
+@pytest.mark.parametrize("status", [408, 500, 503])
 async def test_post_is_never_retried_on_status(mock_client: ClientFactory, status: int) -> None:
-    """A POST that reached the server is sent once, whatever it was answered."""
+    """A POST the server may have acted on is sent once, whatever it was answered."""
     script = Script(httpx.Response(status), httpx.Response(200, json=RUN_BODY))
     client = mock_client(script)
     with pytest.raises(ea.APIStatusError):
         await client.runs.cancel(RUN_UID)
     assert len(script.requests) == 1
+
+
+async def test_a_post_refused_with_429_is_sent_again_after_retry_after(
+    mock_client: ClientFactory,
+) -> None:
+    """A 429 means the request was refused, not acted on: a launch goes again, once."""
+    script = Script(
+        httpx.Response(429, headers={"Retry-After": "3"}), httpx.Response(200, json=RUN_BODY)
+    )
+    client = mock_client(script)
+    started = asyncio.get_running_loop().time()
+    run = await client.actions.run_async("linkedin-extract-people", inputs=[{"a": 1}])
+    assert run.uid == RUN_BODY["uid"]
+    assert [request.method for request in script.requests] == ["POST", "POST"]
+    assert asyncio.get_running_loop().time() - started >= 3.0
 
 
 @pytest.mark.parametrize(
