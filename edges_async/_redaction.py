@@ -69,8 +69,17 @@ _LOGGERS = (
 
 
 def _forms(secret: str) -> list[str]:
-    """The ways a secret may be written back: as is, JSON-escaped, percent-encoded."""
-    forms = {secret, json.dumps(secret)[1:-1], urllib.parse.quote(secret, safe="")}
+    """The ways a secret may be written back: as is, JSON-escaped, percent-encoded.
+
+    Percent-encoded both ways: ``%20`` for a space, and ``+`` as in a query
+    string (httpx writes query values so).
+    """
+    forms = {
+        secret,
+        json.dumps(secret)[1:-1],
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret, safe=""),
+    }
     return sorted(forms, key=len, reverse=True)
 
 

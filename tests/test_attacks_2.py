@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -98,3 +99,20 @@ async def test_an_export_on_a_closed_client_touches_no_file(
     with pytest.raises(ea.ClientClosedError):
         await client.runs.export_outputs(RUN_UID, tmp_path / "outputs.jsonl")
     assert (sent, os.listdir(tmp_path)) == ([], [])
+
+
+async def test_a_key_with_spaces_sent_in_a_query_is_scrubbed_in_its_plus_form(
+    mock_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key echoed in a query (a space written ``+``) shows nowhere: error, request, logs."""
+    key = "sk live key+with/slash&x=1"
+    caplog.set_level(logging.DEBUG)
+    client = mock_client(lambda request: httpx.Response(400, json={"message": "bad"}), api_key=key)
+    with pytest.raises(ea.BadRequestError) as raised:
+        async for _ in client.runs.list(action_name=key):
+            pass
+    shown = [str(raised.value), str(raised.value.request.url), caplog.text]
+    plus = "sk+live+key%2Bwith%2Fslash%26x%3D1"
+    for text in shown:
+        assert plus.lower() not in text.lower()
+        assert key not in text
