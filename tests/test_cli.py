@@ -281,6 +281,14 @@ ERRORS = {  # command (None: an ended run's uid) -> exit status, start of stderr
         4,
         "edges: ValueError: run_uid must be a UUID",
     ),
+    ("--json", "runs", "export", None, "--format", "csv"): (
+        4,
+        "edges: ValueError: --json puts one JSON object per line on stdout: CSV needs -o FILE",
+    ),
+    ("runs", "export", None, "-o", "missing/dir/out.csv"): (
+        4,
+        "edges: ValueError: -o must name a file in an existing directory, got 'missing/dir/",
+    ),
 }
 
 

@@ -194,6 +194,12 @@ async def _stream_csv(
     return count
 
 
+def _check_writable(path: Path) -> None:
+    """Refuse, before any request, a path no export can write (named as given, not staged)."""
+    if path.is_dir() or not path.parent.is_dir():
+        raise ValueError(f"-o must name a file in an existing directory, got {str(path)!r}")
+
+
 async def export_run(
     client: ea.AsyncClient[Any],
     uid: str,
@@ -209,6 +215,10 @@ async def export_run(
     """
     if file_format is None:
         file_format = "csv" if path is not None and path.lower().endswith(".csv") else "jsonl"
+    if path is None and file_format == "csv" and output.json_lines:
+        raise ValueError("--json puts one JSON object per line on stdout: CSV needs -o FILE")
+    if path is not None:
+        _check_writable(Path(path))
     run = await client.runs.get(uid)
     progress = ExportProgress(run.uid, run.output_count)
     async with output.showing(progress):
