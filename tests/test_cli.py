@@ -460,6 +460,14 @@ def test_inputs_that_are_not_objects_are_refused_with_the_line(tmp_path: Path) -
     assert [len(batch) for batch in batches([{}] * 5, size=2)] == [2, 2, 1]
 
 
+def test_an_inputs_file_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    """Latin-1 bytes in an inputs file: a ValueError naming the file, not a decoding crash."""
+    path = tmp_path / "in.csv"
+    path.write_bytes("name\nJos\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"in\.csv: not UTF-8 text \(byte 8\)"):
+        read_inputs(str(path))
+
+
 SERVE_GOLD = ("--port", "0", "--plan", "gold", "--window", "fixed")
 
 

@@ -49,7 +49,10 @@ def _read_text(source: str) -> str:
         if sys.stdin is None:  # started with stdin closed (`<&-`)
             raise ValueError("stdin is closed: nothing to read with '-'")
         return sys.stdin.read()
-    return Path(source).read_text(encoding="utf-8-sig")
+    try:
+        return Path(source).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{source}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
 
 
 def _json_lines(text: str, source: str) -> list[Any]:
