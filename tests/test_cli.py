@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio.from_thread
-import httpx
 import pytest
 
 from edges_async.cli import main
@@ -466,34 +465,6 @@ def test_an_inputs_file_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) ->
     path.write_bytes("name\nJos\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"in\.csv: not UTF-8 text \(byte 8\)"):
         read_inputs(str(path))
-
-
-SERVE_GOLD = ("--port", "0", "--plan", "gold", "--window", "fixed")
-
-
-def test_edges_simulator_serves_until_ctrl_c() -> None:
-    """`edges simulator --port 0 --plan gold --window fixed` serves the API, stops on SIGINT."""
-    process = subprocess.Popen(
-        [*EDGES, "--api-key", "k-1", "simulator", *SERVE_GOLD],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        found = re.search(r"(http://127\.0\.0\.1:\d+/v1)", process.stdout.readline())
-        assert found is not None
-        assert "API key: k-1  (plan gold, window fixed_minute)" in process.stdout.readline()
-        response = httpx.get(f"{found.group(1)}/runs", headers={"X-API-Key": "k-1"})
-        assert (response.status_code, response.headers["X-RateLimit-Remaining"]) == (200, "149")
-        process.send_signal(signal.SIGINT)
-        out, _ = process.communicate(timeout=20)
-        assert process.returncode == 0
-        assert "stopped" in out
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_a_closed_stdin_is_a_bad_input_not_a_crash(served: Served) -> None:

@@ -56,11 +56,23 @@ async def test_dropped_connection_over_uvicorn_is_a_remote_protocol_error(fault:
     assert [request.status_code for request in sim.requests] == [None, 200]
 
 
-def test_command_line_serves_until_ctrl_c() -> None:
-    """`python -m edges_async.testing` prints its URL and key, serves, and stops on SIGINT."""
-    command = [sys.executable, "-m", "edges_async.testing", "--port", "0", "--plan", "gold"]
+SERVING = {  # the two commands that serve the simulator, asked for the same server
+    "python -m edges_async.testing": [
+        *("-m", "edges_async.testing", "--port", "0", "--plan", "gold"),
+        *("--api-key", "k-1", "--window", "fixed_minute"),
+    ],
+    "edges simulator": [
+        *("-m", "edges_async.cli", "--api-key", "k-1", "simulator"),
+        *("--port", "0", "--plan", "gold", "--window", "fixed"),
+    ],
+}
+
+
+@pytest.mark.parametrize("arguments", SERVING.values(), ids=SERVING)
+def test_command_line_serves_until_ctrl_c(arguments: list[str]) -> None:
+    """The command prints its URL, key, plan and window, serves, and stops on SIGINT."""
     process = subprocess.Popen(
-        [*command, "--api-key", "cli-key", "--window", "fixed_minute"],
+        [sys.executable, *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -69,8 +81,8 @@ def test_command_line_serves_until_ctrl_c() -> None:
         assert process.stdout is not None
         found = re.search(r"(http://127\.0\.0\.1:\d+/v1)", process.stdout.readline())
         assert found is not None
-        assert "cli-key" in process.stdout.readline()
-        response = httpx.get(f"{found.group(1)}/runs", headers={"X-API-Key": "cli-key"})
+        assert "API key: k-1  (plan gold, window fixed_minute)" in process.stdout.readline()
+        response = httpx.get(f"{found.group(1)}/runs", headers={"X-API-Key": "k-1"})
         assert (response.status_code, response.json()) == (200, [])
         assert response.headers["X-RateLimit-Remaining"] == "149"
         process.send_signal(signal.SIGINT)
