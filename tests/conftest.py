@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -19,6 +20,8 @@ import pytest
 
 import edges_async as ea
 from edges_async.testing import EdgesSimulator, NoRateLimit, Workspace
+
+from .redis_server import RedisServer
 
 API_KEY = "sk-test-0123456789abcdef"
 RUN_UID = "4c3a5f0e-9d1b-4a8e-8a52-6b1f0c2d7e11"
@@ -151,3 +154,19 @@ async def raw_client(
     """Plain httpx to ``sim`` in process, as ``sim_workspace``: no SDK in between."""
     async with raw_http(sim, RAW_API_KEY) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real Redis for the session (started here; a missing binary fails the tests)."""
+    with RedisServer().running() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied before the test."""
+    with socket.create_connection(("127.0.0.1", redis_server.port), timeout=5) as conn:
+        conn.sendall(b"FLUSHALL\r\n")
+        assert conn.recv(64).startswith(b"+OK")
+    return redis_server.url
