@@ -1,0 +1,489 @@
+"""Waiting for runs across processes: one poller per workspace, one event stream for all.
+
+With ``AsyncClient(coordination=RedisCoordination(...))`` a client's waiters
+reach :class:`SharedPolling` instead of a poller of their own (it has the
+same :class:`~._waiters.Polling` interface):
+
+- **Interest.** The runs this process waits for go into the workspace's
+  ``watched`` set (scored by when the interest lapses, refreshed while the
+  wait lasts) and are announced on the events stream, so the leader polls
+  them at once. A run that ended before the wait began is read from
+  ``run:<uid>``, kept a day.
+- **One leader.** The process holding the lease (:mod:`._leadership`) runs
+  an ordinary :class:`~._polling.RunPoller` on every watched run, on a hub of
+  its own whose news goes to the stream (an ended run also to ``run:<uid>``).
+  The other processes only read; a dead leader is replaced within the lease.
+- **One stream.** Every process reads the stream from where it joined and
+  hands each event of a run it waits for to its waiters through the client's
+  hub, the leader's own waiters included (so nobody hears a thing twice).
+  Callbacks received by any process and resumed runs go on the stream too:
+  the leader's poller acts on them (a final callback is confirmed in the
+  leader's next poll).
+- **Redis failing.** The process polls its own waits with a local poller
+  (within the limiter's fallback budget) until Redis answers again, then
+  hands them back to the leader; logged once each way. No wait ends because
+  Redis failed.
+
+Everything runs in one task per client, started by the first wait and ended
+when the last wait leaves (releasing the lease for another process) or the
+client closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, final
+
+import anyio
+
+from ._exceptions import EdgesError
+from ._leadership import Lease
+from ._models import Run
+from ._polling import RunPoller
+from ._redis_keys import EXPIRE_INTEREST, INTEREST, Coordinated, SharedKeys, SharedTiming
+from ._run_events import (
+    CallbackReceived,
+    RunChanged,
+    RunEnded,
+    RunEvents,
+    RunFailed,
+    RunResumed,
+    WaitEvent,
+)
+from ._stream_entries import Watch, decode, encode, encode_watch, run_json
+
+__all__ = ["SharedPolling"]
+
+logger = logging.getLogger("edges_async")
+
+_CHUNK = 500  # run uids per Redis command
+_READ_COUNT = 1000  # stream entries per read
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
+
+
+@final
+class SharedPolling:
+    """A client's waits, polled by the workspace's leader process and heard on its stream."""
+
+    __slots__ = (
+        "_client_events",
+        "_coordination",
+        "_down",
+        "_fallback",
+        "_interest",
+        "_keys",
+        "_last_seen",
+        "_lead_wake",
+        "_leader",
+        "_leader_events",
+        "_lease",
+        "_led",
+        "_local",
+        "_news",
+        "_outbox",
+        "_register",
+        "_task",
+        "_timing",
+        "_wake",
+    )
+
+    def __init__(
+        self,
+        coordination: Coordinated,
+        workspace: str,
+        *,
+        events: RunEvents,
+        make_poller: Callable[[RunEvents], RunPoller],
+        timing: SharedTiming | None = None,
+    ) -> None:
+        self._coordination = coordination
+        self._keys = SharedKeys.of(coordination, workspace)
+        self._timing = timing or SharedTiming()
+        self._client_events = events
+        self._interest: dict[str, int] = {}  # uid -> this process's waiters
+        self._last_seen: dict[str, Run] = {}
+        self._register: list[str] = []  # uids to announce
+        self._outbox: deque[CallbackReceived | RunResumed | WaitEvent] = (
+            deque()
+        )  # events to write to Redis, in order
+        self._led: set[str] = set()  # runs the leader poller follows (or just saw end)
+        self._news: list[str] = []  # runs announced on the stream, for the leader
+        self._lease: Lease | None = None
+        self._local = False  # polling here, Redis failing
+        self._down = False  # Redis failed and has not answered since (logged)
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._lead_wake: asyncio.Event | None = None
+        # The leader's poller publishes on a hub of its own: what it sees goes
+        # to the stream, and comes back to every process's waiters from there.
+        self._leader_events = RunEvents()
+        self._leader = make_poller(self._leader_events)
+        self._leader_events.subscribe(RunChanged, self._queue)
+        self._leader_events.subscribe(RunEnded, self._queue)
+        self._leader_events.subscribe(RunFailed, self._queue)
+        # The stand-in while Redis fails: publishes to this client's waiters directly.
+        self._fallback = make_poller(events)
+        events.subscribe(CallbackReceived, self._queue)
+        events.subscribe(RunResumed, self._queue)
+        events.subscribe(RunEnded, self._settled)  # also what the stand-in saw
+        events.subscribe(RunFailed, self._settled)
+
+    @property
+    def _redis(self) -> Any:
+        # redis.asyncio.Redis: its annotations are too loose to type-check
+        # answers by (bytes | str | ...), so it is handled as Any here.
+        return self._coordination.redis
+
+    # -- the Polling interface of ._waiters -----------------------------------------
+
+    def follow(self, uids: list[str], wants_changes: bool) -> dict[str, Run]:
+        """Wait for ``uids`` through the workspace's leader; the runs seen already, if asked."""
+        fresh = []
+        for uid in uids:
+            count = self._interest.get(uid, 0)
+            self._interest[uid] = count + 1
+            if count == 0:
+                fresh.append(uid)
+        if self._local:
+            self._fallback.follow(fresh, wants_changes=False)
+        else:
+            self._register.extend(fresh)
+        self._start()
+        if not wants_changes:
+            return {}
+        return {uid: self._last_seen[uid] for uid in uids if uid in self._last_seen}
+
+    def unfollow(self, uids: Iterable[str], wants_changes: bool) -> None:
+        """One waiter of ``uids`` left (its interest lapses in Redis unless others refresh it)."""
+        gone = []
+        for uid in uids:
+            count = self._interest.get(uid, 0) - 1
+            if count > 0:
+                self._interest[uid] = count
+            elif self._interest.pop(uid, None) is not None:
+                self._last_seen.pop(uid, None)
+                gone.append(uid)
+        self._fallback.unfollow(gone, wants_changes=False)
+
+    def last_state(self, uid: str) -> Run:
+        """The run as last heard of (only its uid when never)."""
+        if self._local:
+            return self._fallback.last_state(uid)
+        return self._last_seen.get(uid) or Run(uid=uid)
+
+    def _settled(self, event: RunEnded | RunFailed) -> None:
+        """A run's wait is over here: this process is interested in it no more."""
+        self._interest.pop(event.run_uid, None)
+        self._last_seen.pop(event.run_uid, None)
+
+    async def stop_if_idle(self) -> None:
+        """When nothing is waited for here: stop, giving the lease to a process that waits."""
+        if not self._interest:
+            await self._stop()
+            await self._fallback.stop_if_idle()
+
+    async def aclose(self, error: EdgesError) -> None:
+        """Stop; every waiter still waiting gets ``error``."""
+        for uid in list(self._interest):
+            self._client_events.publish(RunFailed(uid, error))
+        self._interest.clear()
+        await self._stop()
+        await self._fallback.aclose(error)
+
+    # -- the task --------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._lead_wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="edges_async shared run polling"
+            )
+        self._nudge()
+
+    def _nudge(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait({task})
+
+    async def _run(self) -> None:
+        errors = _redis_errors()
+        loop = asyncio.get_running_loop()
+        failed_at = -math.inf
+        try:
+            while True:
+                try:
+                    await self._shared()
+                except errors as exc:
+                    failure: BaseException = exc
+                else:
+                    return
+                # A connection that died with an earlier Redis fails once: when
+                # Redis answers on a fresh one, go on at once, unless it fails
+                # again right away.
+                again = loop.time() - failed_at > self._timing.retry and await self._answers()
+                failed_at = loop.time()
+                if not again:
+                    await self._poll_here(failure)
+        except Exception as exc:  # a bug: no waiter may hang on it
+            logger.exception("Shared run polling failed")
+            error = EdgesError(f"Polling failed unexpectedly: {type(exc).__name__}: {exc}")
+            for uid in list(self._interest):
+                self._client_events.publish(RunFailed(uid, error))
+            self._interest.clear()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._step_down()
+
+    async def _shared(self) -> None:
+        """Wait through Redis until it fails (raises) or the task is cancelled."""
+        redis = self._redis
+        newest = await redis.xrevrange(self._keys.events, count=1)
+        position = newest[0][0] if newest else b"0-0"
+        if self._down:
+            self._down = False
+            logger.info(
+                "Redis answers again: the workspace's leader polls this process's %d runs",
+                len(self._interest),
+            )
+        self._register = list(self._interest)  # all of them: Redis may have lost them
+        self._lease = Lease(
+            redis, self._keys.leader, self._coordination.process_token, self._timing.lease
+        )
+        failure: list[BaseException] = []
+
+        async def guarded(part: Callable[[], Any]) -> None:
+            try:
+                await part()
+            except _redis_errors() as exc:
+                failure.append(exc)
+                group.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(guarded, lambda: self._read(position))
+            group.start_soon(guarded, self._write)
+            group.start_soon(guarded, self._lead)
+        if failure:
+            raise failure[0]
+
+    async def _poll_here(self, failure: BaseException) -> None:
+        """Redis failed: poll this process's waits here until it answers again."""
+        if not self._down:  # once per outage, not per failed command
+            self._down = True
+            logger.warning(
+                "Redis failed (%s: %s): polling this process's %d runs here until it answers",
+                type(failure).__name__,
+                failure,
+                len(self._interest),
+            )
+        await self._step_down()
+        self._local = True
+        self._fallback.follow(list(self._interest), wants_changes=False)
+        try:
+            while True:  # polling Redis: nothing would set an event
+                if await self._answers():
+                    break
+                await anyio.sleep(self._timing.retry)
+        finally:
+            self._local = False
+            self._fallback.unfollow(list(self._interest), wants_changes=False)
+        await self._fallback.stop_if_idle()
+
+    async def _answers(self) -> bool:
+        """Whether Redis answers a PING on a fresh connection."""
+        try:
+            # The idle connections may be dead ones from before an outage.
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
+            with anyio.fail_after(self._timing.retry):
+                await self._redis.ping()
+        except TimeoutError:
+            return False
+        except _redis_errors():
+            return False
+        return True
+
+    # -- reading the stream -------------------------------------------------------------
+
+    async def _read(self, position: bytes) -> None:
+        block = max(1, round(self._timing.read_block * 1000))
+        while True:
+            answer = await self._redis.xread(
+                {self._keys.events: position}, count=_READ_COUNT, block=block
+            )
+            for _stream, entries in answer or ():
+                for entry_id, fields in entries:
+                    position = entry_id
+                    self._heard(decode(fields))
+
+    def _heard(self, entry: object) -> None:
+        if isinstance(entry, (RunChanged, RunEnded, RunFailed)):
+            uid = entry.run_uid
+            if uid not in self._interest:
+                return
+            if isinstance(entry, RunChanged):
+                self._last_seen[uid] = entry.run
+            self._client_events.publish(entry)  # an end reaches _settled too
+        elif not self._leading:
+            return
+        elif isinstance(entry, (CallbackReceived, RunResumed)):
+            self._leader_events.publish(entry)
+        elif isinstance(entry, Watch):
+            self._news.extend(entry.uids)
+            if self._lead_wake is not None:
+                self._lead_wake.set()
+
+    # -- writing: interests, the leader's news, callbacks -------------------------------
+
+    def _queue(self, event: CallbackReceived | RunResumed | WaitEvent) -> None:
+        self._outbox.append(event)
+        self._nudge()
+
+    async def _write(self) -> None:
+        assert self._wake is not None
+        interest = self._redis.register_script(INTEREST)
+        loop = asyncio.get_running_loop()
+        refreshed = loop.time()
+        while True:
+            if loop.time() - refreshed >= self._timing.refresh:
+                refreshed = loop.time()
+                await self._announce(interest, list(self._interest), tell_leader=False)
+            fresh, self._register = self._register, []
+            if fresh:
+                await self._announce(interest, fresh, tell_leader=True)
+            while self._outbox:
+                await self._send(self._outbox[0])
+                self._outbox.popleft()
+            if self._register or self._outbox:
+                continue
+            self._wake.clear()
+            with anyio.move_on_after(refreshed + self._timing.refresh - loop.time()):
+                await self._wake.wait()
+
+    async def _announce(self, interest: Any, uids: list[str], *, tell_leader: bool) -> None:
+        """Mark ``uids`` waited for; hand over those that ended already (``run:<uid>``)."""
+        for start in range(0, len(uids), _CHUNK):
+            chunk = uids[start : start + _CHUNK]
+            await interest(keys=[self._keys.watched], args=[self._timing.interest, *chunk])
+            if not tell_leader:
+                continue
+            await self._redis.xadd(
+                self._keys.events,
+                encode_watch(chunk),
+                maxlen=self._timing.max_stream,
+                approximate=True,
+            )
+            kept = await self._redis.mget([self._keys.run(uid) for uid in chunk])
+            for uid, found in zip(chunk, kept, strict=True):
+                if found is not None:
+                    self._heard(RunEnded(uid, Run.model_validate_json(found)))
+
+    async def _send(self, event: CallbackReceived | RunResumed | WaitEvent) -> None:
+        keys = self._keys
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if isinstance(event, RunEnded):
+                pipe.set(
+                    keys.run(event.run_uid),
+                    run_json(event.run),
+                    ex=round(self._timing.keep_ended),
+                )
+            elif isinstance(event, RunResumed):
+                pipe.delete(keys.run(event.run_uid.lower()))
+            if isinstance(event, (RunEnded, RunFailed)):
+                pipe.zrem(keys.watched, event.run_uid)
+            pipe.xadd(
+                keys.events,
+                encode(event),
+                maxlen=self._timing.max_stream,
+                approximate=True,
+            )
+            await pipe.execute()
+        if isinstance(event, (RunEnded, RunFailed)):
+            self._led.discard(event.run_uid)  # out of the watched set now
+
+    # -- leading --------------------------------------------------------------------------
+
+    @property
+    def _leading(self) -> bool:
+        return self._lease is not None and self._lease.held
+
+    async def _lead(self) -> None:
+        """Hold the lease when free; while held, poll every watched run."""
+        assert self._lead_wake is not None
+        assert self._lease is not None
+        lease = self._lease
+        expire = self._redis.register_script(EXPIRE_INTEREST)
+        loop = asyncio.get_running_loop()
+        tried = synced = -math.inf
+        while True:
+            if loop.time() - tried >= self._timing.lease_try:
+                tried = loop.time()
+                was_held = lease.held
+                if await lease.hold():
+                    if not was_held:
+                        synced = -math.inf
+                        logger.info("This process polls the workspace's runs for all processes")
+                elif self._led:
+                    await self._step_down(release=False)
+            if lease.held:
+                if loop.time() - synced >= self._timing.sync:
+                    synced = loop.time()
+                    watched = await expire(keys=[self._keys.watched])
+                    await self._follow_watched({uid.decode() for uid in watched})
+                news, self._news = self._news, []
+                if news:
+                    await self._follow_new(set(news) - self._led)
+            self._lead_wake.clear()
+            wake_at = tried + self._timing.lease_try
+            if lease.held:
+                wake_at = min(wake_at, synced + self._timing.sync)
+            with anyio.move_on_after(wake_at - loop.time()):
+                await self._lead_wake.wait()
+
+    async def _follow_watched(self, watched: set[str]) -> None:
+        gone = self._led - watched
+        if gone:
+            self._led -= gone
+            self._leader.unfollow(gone, wants_changes=False)
+        await self._follow_new(watched - self._led)
+
+    async def _follow_new(self, uids: set[str]) -> None:
+        """Poll ``uids``, except the runs that ended already (no longer watched then)."""
+        ordered = sorted(uids)
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            kept = await self._redis.mget([self._keys.run(uid) for uid in chunk])
+            ended = [uid for uid, found in zip(chunk, kept, strict=True) if found is not None]
+            if ended:
+                await self._redis.zrem(self._keys.watched, *ended)
+            follow = [uid for uid, found in zip(chunk, kept, strict=True) if found is None]
+            self._led.update(follow)
+            self._leader.follow(follow, wants_changes=False)
+
+    async def _step_down(self, *, release: bool = True) -> None:
+        """Stop polling for the workspace (lease lost, Redis failing, or leaving)."""
+        led, self._led = self._led, set()
+        self._leader.unfollow(led, wants_changes=False)
+        await self._leader.stop_if_idle()
+        lease = self._lease
+        if release and lease is not None and lease.held:
+            with anyio.move_on_after(1.0):
+                try:
+                    await lease.release()
+                except _redis_errors():
+                    pass  # it lapses on its own
