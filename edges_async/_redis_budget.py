@@ -1,0 +1,491 @@
+"""A workspace's route-group budgets in Redis, shared by every process that uses it.
+
+:class:`RedisBudgets` implements :class:`~edges_async._budget.GroupBudgets`
+on the slot book of ``_redis_scripts`` (one hash per route group):
+
+- ``acquire`` reserves a slot with one script call (Redis ``TIME``, never our
+  clock), sleeps on the running loop for the wait it returned, then confirms
+  the slot with a second call: the same epoch (no 429 voided it), not paused,
+  not woken too late (else it gets a new slot, and a late caller holding the
+  last slot goes at once). A caller cancelled while sleeping gives its slot
+  back. A grant that needs no wait goes at once, in one call.
+- ``feedback`` never blocks: it notes the answer, and a background task (one
+  per ``RedisBudgets``, started on first use, cancelled by ``aclose``) applies
+  it. A 429 wakes the task at once and holds this process's callers back
+  until its pause ends; successes and ``X-RateLimit-Remaining`` are sent in
+  batches (every ``_FLUSH`` seconds at most).
+- the same task says every ``heartbeat_interval`` that this process is alive
+  (the ``members`` set, scored with Redis ``TIME``), and reads how many are.
+
+When Redis fails (an error, a timeout) the coordination's health turns bad
+and, with ``on_redis_error="degrade"``, callers spend the process's fallback
+budget (``plan x headroom / N``, see ``_redis_coordination``) while the task
+pings Redis; with ``"wait"`` they wait for it until ``redis_wait_timeout``.
+Each switch keeps this process's pace: the first request on the other side
+goes no sooner than one fallback interval after the last one, so neither
+switch bursts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from typing import TYPE_CHECKING, final
+
+import anyio
+import httpx
+import redis.exceptions
+
+from ._backoff import retry_after_seconds
+from ._budget import BudgetSnapshot
+from ._plans import PlanTier
+from ._redis_coordination import CoordinationError
+from ._redis_scripts import Pace, Reservation
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from ._local_budgets import LocalBudgets
+    from ._redis_coordination import RedisCoordination
+    from ._redis_scripts import BudgetScripts
+
+__all__ = ["REDIS_ERRORS", "RedisBudgets"]
+
+logger = logging.getLogger("edges_async")
+
+# What "Redis does not answer" looks like: its own errors, and the socket's.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+
+_DEFAULT_PAUSE = 60.0
+_MAX_PAUSE = 120.0
+# Requests by which the server's count may differ from ours (requests in
+# flight, the two-minute estimate): below this, a low Remaining is not foreign.
+_FOREIGN_TOLERANCE = 2
+_FLUSH = 0.1  # successes and Remaining are sent at most this late
+_MAX_RELEASES = 64  # slots given back waiting for the task, per group
+_STALE_HEARTBEATS = 3  # a member silent this many heartbeats is gone
+_TOLERANCE = 1e-6
+
+
+@final
+class _Group:
+    """One route group as this process sees it: counters, the latest pace, what to send."""
+
+    __slots__ = (
+        "granted",
+        "key",
+        "last_grant",
+        "local_pause_until",
+        "mode",
+        "name",
+        "pace",
+        "pending_until",
+        "per_minute",
+        "rate_limited",
+        "releases",
+        "remaining",
+        "resume_at",
+        "shared_pause_until",
+        "successes",
+        "waited",
+    )
+
+    def __init__(self, name: str, key: str, per_minute: float, per_second: float, headroom: float):
+        self.name = name
+        self.key = key
+        self.per_minute = min(per_minute, per_second * 60)  # the even stream's tighter cap
+        self.pace = Pace(self.per_minute * headroom, 0.0)
+        self.granted = 0
+        self.waited = 0.0
+        self.rate_limited = 0
+        self.last_grant: float | None = None
+        self.mode: str | None = None  # "shared" or "local": where the latest grant came from
+        self.resume_at = -math.inf  # no grant before it (a switch keeps the pace)
+        self.local_pause_until = -math.inf  # a 429 this process saw
+        self.shared_pause_until = -math.inf  # the pause Redis reported
+        self.pending_until: float | None = None  # a 429's pause, not yet sent (loop time)
+        self.successes = 0
+        self.remaining: int | None = None
+        self.releases: list[Reservation] = []
+
+
+@final
+class RedisBudgets:
+    """A workspace's budgets in Redis, for the callers of one event loop of this process.
+
+    Made by ``RedisCoordination._budgets``; closed by the coordination (``aclose``).
+    """
+
+    __slots__ = (
+        "_client",
+        "_closed",
+        "_coordination",
+        "_groups",
+        "_headroom",
+        "_loop",
+        "_members_key",
+        "_plan",
+        "_scripts",
+        "_urgent",
+        "_wake",
+        "_worker",
+        "_workspace",
+    )
+
+    def __init__(
+        self,
+        coordination: RedisCoordination,
+        workspace: str,
+        plan: PlanTier,
+        headroom: float,
+        *,
+        client: Redis,
+        scripts: BudgetScripts,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        if not 0 < headroom <= 1:
+            raise ValueError(f"headroom must be in (0, 1], got {headroom!r}")
+        self._coordination = coordination
+        self._workspace = workspace
+        self._plan = plan
+        self._headroom = headroom
+        self._client = client
+        self._scripts = scripts
+        self._loop = loop
+        runs = (plan.requests_per_minute, plan.requests_per_second)
+        live = (plan.live_requests_per_minute, plan.live_requests_per_second)
+        self._groups = {
+            name: _Group(name, coordination.key(workspace, "budget", name), *figures, headroom)
+            for name, figures in (("runs", runs), ("live", live), ("other", runs))
+        }
+        self._members_key = coordination.key(workspace, "members")
+        self._wake = asyncio.Event()  # news for the task
+        self._urgent = asyncio.Event()  # news that must not wait for a batch (a 429)
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def plan(self) -> PlanTier:
+        """The plan the budgets are sized from."""
+        return self._plan
+
+    @property
+    def headroom(self) -> float:
+        """The share of the plan's rate spent."""
+        return self._headroom
+
+    # -- acquire ------------------------------------------------------------------
+
+    async def acquire(self, group: str) -> None:
+        """Return when one request of ``group`` may go, workspace-wide."""
+        state = self._groups[group]
+        loop = self._loop
+        arrived = loop.time()
+        self._start_worker()
+        try:
+            await self._acquire(state)
+        finally:
+            state.waited += loop.time() - arrived
+        state.granted += 1
+        state.last_grant = loop.time()
+
+    async def _acquire(self, state: _Group) -> None:
+        coordination = self._coordination
+        health = coordination._health
+        deadline: float | None = None
+        error: BaseException | None = None
+        while True:
+            if health.healthy:
+                try:
+                    await self._acquire_shared(state)
+                    return
+                except REDIS_ERRORS as exc:
+                    error = exc
+                    health.failed(exc)
+                    self._wake.set()  # the task pings until Redis answers
+            if coordination._mode == "degrade":
+                await self._acquire_local(state)
+                return
+            now = self._loop.time()
+            if deadline is None:
+                deadline = now + coordination._wait_timeout
+            if now >= deadline:
+                raise CoordinationError(
+                    f"Redis at {coordination._target} did not answer for "
+                    f"{coordination._wait_timeout:g} s (on_redis_error='wait'): "
+                    f"the request was not sent."
+                ) from error
+            await asyncio.sleep(min(coordination._retry_interval, deadline - now))
+
+    async def _acquire_shared(self, state: _Group) -> None:
+        loop = self._loop
+        task = asyncio.current_task()
+        cancels = _cancelling(task)
+        if state.mode == "local":
+            self._switching(state, "shared")
+        await self._sit_out_pause(state)
+        reservation = await self._scripts.reserve(
+            state.key,
+            per_minute=state.per_minute,
+            headroom=self._headroom,
+            min_wait=max(0.0, state.resume_at - loop.time()),
+        )
+        self._coordination._health.answered()
+        self._learn(state, reservation.pace)
+        while True:
+            if _cancelling(task) > cancels:
+                # A cancel redis-py swallowed (asyncio.wait_for on Python 3.11
+                # drops one that comes as the socket write ends): honour it.
+                self._give_back(state, reservation)
+                raise asyncio.CancelledError
+            if reservation.wait <= 0:
+                break
+            try:
+                await asyncio.sleep(reservation.wait)
+                await self._sit_out_pause(state)  # a 429 here: Redis has it, or will at once
+            except asyncio.CancelledError:
+                self._give_back(state, reservation)
+                raise
+            reservation = await self._scripts.confirm(
+                state.key, reservation, per_minute=state.per_minute, headroom=self._headroom
+            )
+            self._learn(state, reservation.pace)
+        state.mode = "shared"
+
+    async def _acquire_local(self, state: _Group) -> None:
+        fallback = self._fallback()
+        if state.mode == "shared":
+            self._switching(state, "local", fallback)
+        await self._sleep_until(state.resume_at)
+        await self._sit_out_pause(state)
+        await fallback.acquire(state.name)
+        state.mode = "local"
+
+    def _switching(self, state: _Group, mode: str, fallback: LocalBudgets | None = None) -> None:
+        """Keep this process's pace across a switch: one fallback interval after its last grant."""
+        state.mode = mode
+        if state.last_grant is not None:
+            interval = (fallback or self._fallback()).book(state.name).interval
+            state.resume_at = state.last_grant + interval
+
+    def _fallback(self) -> LocalBudgets:
+        return self._coordination._fallback(self._workspace, self._plan, self._headroom)
+
+    async def _sit_out_pause(self, state: _Group) -> None:
+        await self._sleep_until(state.local_pause_until)
+
+    async def _sleep_until(self, moment: float) -> None:
+        left = moment - self._loop.time()
+        if left > _TOLERANCE:
+            await asyncio.sleep(left)
+
+    def _give_back(self, state: _Group, reservation: Reservation) -> None:
+        if len(state.releases) < _MAX_RELEASES:
+            state.releases.append(reservation)
+            self._urgent.set()
+            self._wake.set()
+
+    def _learn(self, state: _Group, pace: Pace) -> None:
+        state.pace = pace
+        if pace.paused_for > 0:
+            state.shared_pause_until = self._loop.time() + pace.paused_for
+
+    # -- feedback -----------------------------------------------------------------
+
+    def feedback(self, group: str, response: httpx.Response) -> None:
+        """Note an answer for the task to send; a 429 also holds this process back at once."""
+        state = self._groups[group]
+        now = self._loop.time()
+        if response.status_code == 429:
+            state.rate_limited += 1
+            pause = retry_after_seconds(response)
+            pause = _DEFAULT_PAUSE if pause is None else min(pause, _MAX_PAUSE)
+            state.local_pause_until = max(state.local_pause_until, now + pause)
+            state.pending_until = max(state.pending_until or -math.inf, now + pause)
+            self._urgent.set()
+            logger.info(  # handled: INFO, like every retry backoff
+                "Rate limited (%s): pausing the workspace's %s for %.1f s, in every process",
+                response.headers.get("x-ratelimit-type", "429"),
+                response.request.url.path,
+                pause,
+            )
+        else:
+            if response.is_success:
+                state.successes += 1
+            header = response.headers.get("x-ratelimit-remaining")
+            if header is not None:
+                with contextlib.suppress(ValueError):
+                    state.remaining = int(header)
+        if state.mode == "local" and not self._coordination._health.healthy:
+            self._fallback().feedback(group, response)
+        self._wake.set()
+        self._start_worker()
+
+    def snapshot(self, group: str) -> BudgetSnapshot:
+        """The group as this process sees it; the rate is the workspace's."""
+        state = self._groups[group]
+        now = self._loop.time()
+        rate = state.pace.rate
+        if state.mode == "local" and not self._coordination._health.healthy:
+            fallback = self._fallback()
+            rate = fallback.snapshot(group).current_rate / fallback.share
+        paused = max(state.local_pause_until, state.shared_pause_until)
+        return BudgetSnapshot(
+            granted=state.granted,
+            waited=state.waited,
+            rate_limited=state.rate_limited,
+            current_rate=rate,
+            nominal_rate=state.per_minute,
+            paused_until=paused if paused > now else None,
+        )
+
+    # -- the background task --------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        if self._closed or (self._worker is not None and not self._worker.done()):
+            return
+        self._worker = self._loop.create_task(
+            self._work(), name=f"edges_async Redis budget {self._workspace}"
+        )
+
+    async def _work(self) -> None:
+        loop = self._loop
+        coordination = self._coordination
+        health = coordination._health
+        next_beat = loop.time()
+        while not self._closed:  # and cancelled: redis-py may swallow a cancel
+            try:
+                if not health.healthy:
+                    await self._client.ping()
+                    health.answered()
+                if loop.time() >= next_beat:
+                    await self._heartbeat()
+                    next_beat = loop.time() + coordination._heartbeat_interval
+                await self._send()
+            except REDIS_ERRORS as exc:
+                health.failed(exc)
+                await _wait_for(self._urgent, coordination._retry_interval)  # then try again
+                continue
+            except Exception:
+                logger.exception("The Redis budget's task failed; it goes on")
+                await asyncio.sleep(coordination._retry_interval)
+                continue
+            await _wait_for(self._wake, next_beat - loop.time())
+            self._wake.clear()
+            if not self._urgent.is_set():  # let successes gather, unless a 429 comes
+                await _wait_for(self._urgent, _FLUSH)
+
+    async def _heartbeat(self) -> None:
+        interval = self._coordination._heartbeat_interval
+        members = await self._scripts.heartbeat(
+            self._members_key,
+            self._coordination.process_token,
+            stale_after=_STALE_HEARTBEATS * interval,
+            ttl=math.ceil(10 * interval),
+        )
+        self._coordination._health.answered()
+        self._coordination._saw_members(self._workspace, members)
+
+    async def _send(self) -> None:
+        """Apply what ``feedback`` noted: 429s first, then slots given back, then the rest."""
+        self._urgent.clear()
+        groups = self._groups.values()
+        for state in groups:
+            if state.pending_until is not None:
+                until, state.pending_until = state.pending_until, None
+                # What is left of it: a 429 kept while Redis failed is not paused twice.
+                pause = max(0.0, until - self._loop.time())
+                try:
+                    pace = await self._scripts.refuse(
+                        state.key, pause=pause, per_minute=state.per_minute, headroom=self._headroom
+                    )
+                except BaseException:
+                    self._keep(state, until=until)
+                    raise
+                self._learn(state, pace)
+        for state in groups:
+            releases, state.releases = state.releases, []
+            for reservation in releases:
+                await self._scripts.release(state.key, reservation)
+        for state in groups:
+            successes, remaining = state.successes, state.remaining
+            if not successes and remaining is None:
+                continue
+            state.successes, state.remaining = 0, None
+            try:
+                pace = await self._scripts.adjust(
+                    state.key,
+                    successes=successes,
+                    remaining=remaining,
+                    foreign_tolerance=_FOREIGN_TOLERANCE,
+                    per_minute=state.per_minute,
+                    headroom=self._headroom,
+                )
+            except BaseException:
+                self._keep(state, successes=successes, remaining=remaining)
+                raise
+            self._learn(state, pace)
+        self._coordination._health.answered()
+
+    def _keep(
+        self,
+        state: _Group,
+        *,
+        until: float | None = None,
+        successes: int = 0,
+        remaining: int | None = None,
+    ) -> None:
+        """Put back what could not be sent: Redis gets it once it answers again."""
+        if until is not None:
+            state.pending_until = max(state.pending_until or -math.inf, until)
+        state.successes += successes
+        if state.remaining is None:
+            state.remaining = remaining
+
+    # -- closing --------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Stop the task and leave the members set; closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            with anyio.CancelScope(shield=True):
+                while not worker.done():  # a cancel redis-py swallowed is sent again
+                    worker.cancel()
+                    await asyncio.wait({worker}, timeout=0.1)
+        if self._coordination._health.healthy:
+            with anyio.CancelScope(shield=True), contextlib.suppress(*REDIS_ERRORS):
+                await self._client.zrem(self._members_key, self._coordination.process_token)
+
+    def __repr__(self) -> str:
+        runs = self._groups["runs"]
+        return (
+            f"<RedisBudgets plan={self._plan.value} headroom={self._headroom} "
+            f"runs={runs.pace.rate:.1f}/min granted={runs.granted} 429s={runs.rate_limited}>"
+        )
+
+
+def _cancelling(task: asyncio.Task[object] | None) -> int:
+    """How many cancels ``task`` was sent and has not handled (0 before Python 3.11)."""
+    counter = getattr(task, "cancelling", None)
+    return int(counter()) if counter is not None else 0
+
+
+async def _wait_for(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set, ``seconds`` at most.
+
+    ``asyncio.wait``, neither an anyio scope nor ``asyncio.wait_for``: this
+    runs in a bare asyncio task, whose ``cancel()`` either may swallow when it
+    comes just as the timeout fires.
+    """
+    if seconds <= 0 or event.is_set():
+        return
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()
