@@ -3,12 +3,16 @@
 Edges limits every ``/v1/runs`` route with one budget per workspace, and the
 per-second caps equal the per-minute rate / 60: the budget can only be spent as
 an even stream, as any burst trips the per-second cap. So each route group of a
-workspace gets a :class:`~edges_async._pacer.Pacer` letting one request through
-every ``60 / (headroom * per_minute)`` seconds, FIFO, never in bursts.
+workspace gets a slot book (:mod:`edges_async._slot_book`) letting one request
+through every ``60 / (headroom * per_minute)`` seconds, FIFO, never in bursts.
 
-Every ``AsyncClient`` of one workspace (same API key and base URL) in one event
-loop shares those pacers: two clients never spend the budget twice. The
-registry is keyed by a digest of the key, never the key itself.
+Every ``AsyncClient`` of one workspace (same API key and base URL) in the
+process shares those books, whatever its thread and event loop: two clients
+never spend the budget twice (:mod:`edges_async._local_budgets`). The
+registry is keyed by a digest of the key, never the key itself. With a
+coordination (``RedisCoordination``) the books live in Redis instead, shared
+by every process using it; the limiter only sees the
+:class:`~edges_async._budget.GroupBudgets` interface either way.
 
 Feedback makes it adaptive:
 
@@ -27,21 +31,17 @@ Feedback makes it adaptive:
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
-import logging
 import math
 import re
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, final, runtime_checkable
 
-import anyio
 import httpx
 
-from ._backoff import retry_after_seconds
-from ._pacer import Pacer
+from ._budget import GroupBudgets
+from ._local_budgets import LocalBudgets
 from ._plans import PlanTier
 
 __all__ = [
@@ -56,20 +56,7 @@ __all__ = [
     "workspace_id",
 ]
 
-logger = logging.getLogger("edges_async")
-
 DEFAULT_HEADROOM = 0.95  # the share of the plan's rate spent: the rest absorbs jitter
-_WINDOW = 60.0
-_DEFAULT_PAUSE = 60.0
-_MAX_PAUSE = 120.0
-_STEP_DOWN = 0.75
-_MIN_FACTOR = 0.25
-_RECOVERY_PER_SUCCESS = 0.02
-_SAFE_SHARE_OF_REFUSED = 0.9
-_PROBE_PER_SECOND = 0.05 / 60
-# Requests by which the server's count may differ from ours (requests in
-# flight, clocks): below this, a low Remaining is not foreign traffic.
-_FOREIGN_TOLERANCE = 2
 
 
 @runtime_checkable
@@ -144,7 +131,7 @@ class NoRateLimit:
 
 @dataclass(frozen=True, slots=True)
 class LimiterStatistics:
-    """A snapshot of a workspace limiter, for all clients sharing it."""
+    """A snapshot of a workspace limiter, for all clients sharing it (see ``statistics``)."""
 
     requests_sent: int
     """Requests let through, retries included."""
@@ -160,6 +147,7 @@ class LimiterStatistics:
     """Loop time until which the ``/v1/runs`` routes are paused after a 429, if they are."""
 
 
+_GROUPS = ("runs", "live", "other")  # "runs" first: statistics read its rate
 _LIVE_PATH = re.compile(r"/actions/[^/]+/run/live/?$")
 _RUNS_PATH = re.compile(r"/runs(/|$)")
 
@@ -180,152 +168,12 @@ def workspace_id(api_key: str, base_url: str) -> str:
     return digest.hexdigest()
 
 
-class _RouteBudget:
-    """One route group's pacing for one workspace, adapted by the answers it gets."""
+class _ProvidesBudgets(Protocol):
+    """A coordination (``RedisCoordination``): where a workspace's budgets are shared."""
 
-    __slots__ = (
-        "_factor",
-        "_headroom",
-        "_last_success",
-        "_own",
-        "_pacer",
-        "_per_minute",
-        "_refused_at",
-        "_share",
-        "rate_limited",
-    )
-
-    def __init__(self, per_minute: float, per_second: float, headroom: float) -> None:
-        # The even stream must respect both caps: whichever is tighter.
-        self._per_minute = min(per_minute, per_second * 60)
-        self._headroom = headroom
-        self._factor = 1.0  # steps down on 429s, recovers on successes
-        self._refused_at = 1.0  # the factor of the latest 429
-        self._last_success: float | None = None
-        self._share = 1.0  # shrinks while others spend the same budget
-        self._own: collections.deque[float] = collections.deque()
-        self._pacer = Pacer(self._interval())
-        self.rate_limited = 0
-
-    def _interval(self) -> float:
-        return _WINDOW / self.current_rate
-
-    @property
-    def current_rate(self) -> float:
-        """Requests per minute allowed now."""
-        return self._per_minute * self._headroom * min(self._factor, self._share)
-
-    @property
-    def nominal_rate(self) -> float:
-        """Requests per minute the plan allows this group."""
-        return self._per_minute
-
-    @property
-    def pacer(self) -> Pacer:
-        """The pacer callers wait on."""
-        return self._pacer
-
-    async def acquire(self) -> None:
-        await self._pacer.wait()
-        now = anyio.current_time()
-        self._own.append(now)
-        self._forget_before(now - _WINDOW)
-
-    def _forget_before(self, moment: float) -> None:
-        while self._own and self._own[0] < moment:
-            self._own.popleft()
-
-    def feedback(self, response: httpx.Response) -> None:
-        now = anyio.current_time()
-        if response.status_code == 429:
-            self._on_refusal(response, now)
-        elif response.is_success:
-            self._recover(now)
-        remaining = response.headers.get("x-ratelimit-remaining")
-        if remaining is not None and response.status_code != 429:
-            self._on_remaining(remaining, now)
-        self._pacer.interval = self._interval()
-
-    def _recover(self, now: float) -> None:
-        safe = _SAFE_SHARE_OF_REFUSED * self._refused_at
-        if self._factor < safe:
-            self._factor = min(safe, self._factor + _RECOVERY_PER_SUCCESS)
-        elif self._last_success is not None:
-            probe = _PROBE_PER_SECOND * (now - self._last_success)
-            self._factor = min(1.0, self._factor + probe)
-        self._last_success = now
-
-    def _on_refusal(self, response: httpx.Response, now: float) -> None:
-        self.rate_limited += 1
-        already_paused = self._pacer.paused_until > now
-        pause = retry_after_seconds(response)
-        pause = _DEFAULT_PAUSE if pause is None else min(pause, _MAX_PAUSE)
-        self._pacer.pause_until(now + pause)
-        if not already_paused:  # the requests in flight with this one say nothing new
-            self._refused_at = self._factor
-            self._factor = max(_MIN_FACTOR, self._factor * _STEP_DOWN)
-        logger.info(  # handled: INFO, like every retry backoff
-            "Rate limited (%s): pausing the workspace's %s for %.1f s, pacing at %.1f/min",
-            response.headers.get("x-ratelimit-type", "429"),
-            response.request.url.path,
-            self._pacer.paused_until - now,
-            self.current_rate,
-        )
-
-    def _on_remaining(self, header: str, now: float) -> None:
-        try:
-            remaining = int(header)
-        except ValueError:
-            return
-        self._forget_before(now - _WINDOW)
-        explained = self._per_minute - len(self._own)
-        foreign = explained - remaining
-        if foreign > _FOREIGN_TOLERANCE:
-            self._share = max(_MIN_FACTOR, (self._per_minute - foreign) / self._per_minute)
-        else:
-            self._share = 1.0
-
-
-@final
-class _WorkspaceBudgets:
-    """The budgets of one workspace in one event loop, shared by its clients."""
-
-    __slots__ = ("__weakref__", "groups", "plan")
-
-    def __init__(self, plan: PlanTier, headroom: float) -> None:
-        self.plan = plan
-        runs = (plan.requests_per_minute, plan.requests_per_second)
-        live = (plan.live_requests_per_minute, plan.live_requests_per_second)
-        self.groups = {
-            "runs": _RouteBudget(*runs, headroom),
-            "live": _RouteBudget(*live, headroom),
-            # Launches and anything else: undocumented; the runs figures are a
-            # cautious guess that keeps them from starving the runs budget.
-            "other": _RouteBudget(*runs, headroom),
-        }
-
-
-# One registry per event loop: pacers sleep on their loop and cannot be shared
-# across loops. Entries live as long as some limiter holds them.
-_registry: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, weakref.WeakValueDictionary[str, _WorkspaceBudgets]
-] = weakref.WeakKeyDictionary()
-
-
-def _shared_budgets(workspace: str, plan: PlanTier, headroom: float) -> _WorkspaceBudgets:
-    loop = asyncio.get_running_loop()
-    per_loop = _registry.setdefault(loop, weakref.WeakValueDictionary())
-    budgets = per_loop.get(workspace)
-    if budgets is None:
-        budgets = per_loop[workspace] = _WorkspaceBudgets(plan, headroom)
-    elif budgets.plan is not plan:
-        logger.warning(
-            "Clients of one workspace disagree on its plan (%s, %s): keeping %s",
-            budgets.plan.value,
-            plan.value,
-            budgets.plan.value,
-        )
-    return budgets
+    def _budgets(self, workspace: str, plan: PlanTier, headroom: float) -> GroupBudgets:
+        """The budgets of ``workspace`` for the running loop (the same object each time)."""
+        ...
 
 
 @final
@@ -333,9 +181,11 @@ class WorkspaceRateLimiter:
     """The default limiter: spends a workspace's plan budget evenly, shared by its clients.
 
     Every limiter created with the same ``workspace`` shares one budget per
-    route group within an event loop (``AsyncClient`` passes a digest of its API
-    key and base URL). ``headroom`` is the share of the plan's rate used: the
-    rest absorbs network jitter. The budget is created on first use, inside
+    route group across the process, whatever thread and event loop it runs
+    in (``AsyncClient`` passes a digest of its API key and base URL). With a
+    ``coordination`` (``RedisCoordination``), the budget is shared by every
+    process using it. ``headroom`` is the share of the plan's rate used: the
+    rest absorbs network jitter. The budget is obtained on first use, inside
     the running loop.
 
     >>> limiter = WorkspaceRateLimiter(PlanTier.SILVER, workspace="team-a")
@@ -343,18 +193,25 @@ class WorkspaceRateLimiter:
     >>> limiter.statistics().requests_sent
     """
 
-    __slots__ = ("_budgets", "_headroom", "_loop", "_plan", "_workspace")
+    __slots__ = ("_budgets", "_coordination", "_headroom", "_local", "_loop", "_plan", "_workspace")
 
     def __init__(
-        self, plan: PlanTier | str, *, workspace: str, headroom: float = DEFAULT_HEADROOM
+        self,
+        plan: PlanTier | str,
+        *,
+        workspace: str,
+        headroom: float = DEFAULT_HEADROOM,
+        coordination: _ProvidesBudgets | None = None,
     ) -> None:
         if not 0 < headroom <= 1:
             raise ValueError(f"headroom must be in (0, 1], got {headroom!r}")
         self._plan = PlanTier(plan)
         self._workspace = workspace
         self._headroom = headroom
+        self._coordination = coordination
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._budgets: _WorkspaceBudgets | None = None
+        self._local: LocalBudgets | None = None
+        self._budgets: GroupBudgets | None = None
 
     @property
     def plan(self) -> PlanTier:
@@ -371,39 +228,51 @@ class WorkspaceRateLimiter:
         """Requests per minute the workspace's ``/v1/runs`` routes are paced at now."""
         if self._budgets is None:
             return float(self._plan.requests_per_minute) * self._headroom
-        return self._budgets.groups["runs"].current_rate
+        return self._budgets.snapshot("runs").current_rate
 
-    def _current(self) -> _WorkspaceBudgets:
+    def _current(self) -> GroupBudgets:
         loop = asyncio.get_running_loop()
-        if self._budgets is None or self._loop is not loop:
-            self._budgets = _shared_budgets(self._workspace, self._plan, self._headroom)
-            self._loop = loop
-        return self._budgets
+        if self._coordination is not None:
+            if self._budgets is None or self._loop is not loop:
+                self._budgets = self._coordination._budgets(
+                    self._workspace, self._plan, self._headroom
+                )
+                self._loop = loop
+            return self._budgets
+        local = self._local
+        if local is None or not local.serves(loop):  # a new loop, or its clock changed
+            local = LocalBudgets.for_loop(self._workspace, self._plan, self._headroom, loop)
+            self._local = self._budgets = local
+        return local
 
     async def acquire(self, request: httpx.Request) -> None:
         """Wait for the request's route group to have room for it."""
-        await self._current().groups[route_group(request.url)].acquire()
+        await self._current().acquire(route_group(request.url))
 
     def feedback(self, request: httpx.Request, response: httpx.Response | None) -> None:
         """Adapt to a response: pause and slow down on 429, make room for others' traffic."""
         if response is not None:
-            self._current().groups[route_group(request.url)].feedback(response)
+            self._current().feedback(route_group(request.url), response)
 
     def statistics(self) -> LimiterStatistics:
-        """A snapshot of the workspace's budgets (all clients sharing them)."""
+        """A snapshot of the workspace's budgets, summed over the route groups.
+
+        Without coordination, the counts are those of every client of the
+        workspace in this process. With one, the counts are this process's,
+        while the rate and the pause are the workspace's.
+        """
         if self._budgets is None:
             runs_nominal = float(self._plan.requests_per_minute)
             return LimiterStatistics(0, 0.0, 0, runs_nominal * self._headroom, runs_nominal, None)
-        groups = self._budgets.groups.values()
-        runs = self._budgets.groups["runs"]
-        paused = runs.pacer.paused_until
+        groups = [self._budgets.snapshot(group) for group in _GROUPS]
+        runs = groups[0]
         return LimiterStatistics(
-            requests_sent=sum(group.pacer.granted for group in groups),
-            time_waited=sum(group.pacer.waited for group in groups),
+            requests_sent=sum(group.granted for group in groups),
+            time_waited=sum(group.waited for group in groups),
             rate_limited=sum(group.rate_limited for group in groups),
             current_rate=runs.current_rate,
             nominal_rate=runs.nominal_rate,
-            paused_until=paused if self._loop is not None and paused > self._loop.time() else None,
+            paused_until=runs.paused_until,
         )
 
     def __repr__(self) -> str:

@@ -15,7 +15,9 @@ import httpx
 import pytest
 
 import edges_async as ea
+from edges_async._budget import BudgetSnapshot
 from edges_async._limiter import route_group, workspace_id
+from edges_async._local_budgets import LocalBudgets, shares_process_clock
 from edges_async._pacer import Pacer
 from edges_async.testing import EdgesSimulator, Fault, RunScript, WindowKind
 
@@ -395,3 +397,118 @@ async def test_statistics_add_up(simulator: EdgesSimulator) -> None:
     assert stats.rate_limited == 0
     assert stats.nominal_rate == 30
     assert stats.paused_until is None
+
+
+# -- the budgets behind the limiter ---------------------------------------------
+
+
+def runs_request() -> httpx.Request:
+    return httpx.Request("GET", RUNS_URL)
+
+
+async def test_a_cancelled_caller_gives_its_slot_back() -> None:
+    """A caller cancelled while sleeping frees its slot: the next caller to ask takes it."""
+    limiter = ea.WorkspaceRateLimiter("trial", workspace="cancel-fake-time")
+    interval = 60 / (30 * 0.95)
+    start = now()
+    await limiter.acquire(runs_request())
+    granted: list[tuple[str, float]] = []
+
+    async def caller(name: str) -> None:
+        await limiter.acquire(runs_request())
+        granted.append((name, now() - start))
+
+    async with anyio.create_task_group() as group:
+        doomed = anyio.CancelScope()
+
+        async def cancelled() -> None:
+            with doomed:
+                await caller("cancelled")
+
+        group.start_soon(cancelled)  # slot 1
+        await anyio.lowlevel.checkpoint()
+        group.start_soon(caller, "queued")  # slot 2
+        await anyio.sleep(0.5)
+        doomed.cancel()
+        await anyio.sleep(0.5)
+        group.start_soon(caller, "late")  # takes slot 1, given back
+    assert [name for name, _ in granted] == ["late", "queued"]
+    assert [moment for _, moment in granted] == pytest.approx([interval, 2 * interval])
+    assert limiter.statistics().requests_sent == 3
+
+
+async def test_a_fake_clock_loop_has_budgets_of_its_own() -> None:
+    """looptime's clock is not the process's: its budgets are this loop's alone."""
+    loop = asyncio.get_running_loop()
+    assert not shares_process_clock(loop)
+    budgets = LocalBudgets.for_loop("fake-ws", ea.PlanTier.GOLD, 0.95, loop)
+    assert budgets.serves(loop)
+    assert LocalBudgets.for_loop("fake-ws", ea.PlanTier.GOLD, 0.95, loop) is budgets
+
+
+async def test_private_budgets_spend_a_share_of_the_plan() -> None:
+    """LocalBudgets.private(share=1/n) paces at plan x headroom / n, shared with nobody."""
+    budgets = LocalBudgets.private(ea.PlanTier.TITANIUM, 0.95, share=0.25)
+    loop = asyncio.get_running_loop()
+    assert budgets is not LocalBudgets.for_loop("private-ws", ea.PlanTier.TITANIUM, 0.95, loop)
+    assert budgets.snapshot("runs").current_rate == pytest.approx(600 * 0.95 / 4)
+    start = now()
+    for _ in range(3):
+        await budgets.acquire("runs")
+    assert now() - start == pytest.approx(2 * 60 / (600 * 0.95 / 4))
+    budgets.share = 0.5
+    assert budgets.snapshot("live").current_rate == pytest.approx(1200 * 0.95 / 2)
+    assert budgets.snapshot("runs").granted == 3
+
+
+class RecordingBudgets:
+    """A GroupBudgets that lets everything through and notes what it is told."""
+
+    def __init__(self) -> None:
+        self.acquired: list[str] = []
+        self.answers: list[tuple[str, int]] = []
+
+    async def acquire(self, group: str) -> None:
+        self.acquired.append(group)
+
+    def feedback(self, group: str, response: httpx.Response) -> None:
+        self.answers.append((group, response.status_code))
+
+    def snapshot(self, group: str) -> BudgetSnapshot:
+        granted = self.acquired.count(group)
+        return BudgetSnapshot(granted, 0.5, 0, 42.0, 600.0, 7.0 if group == "runs" else None)
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+class FakeCoordination:
+    """Hands out one RecordingBudgets per call, as a coordination does once per loop."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, ea.PlanTier, float]] = []
+        self.budgets = RecordingBudgets()
+
+    def _budgets(self, workspace: str, plan: ea.PlanTier, headroom: float) -> RecordingBudgets:
+        self.asked.append((workspace, plan, headroom))
+        return self.budgets
+
+
+async def test_a_coordination_provides_the_budgets() -> None:
+    """With a coordination the limiter asks it for the budgets once per loop, and delegates."""
+    coordination = FakeCoordination()
+    limiter = ea.WorkspaceRateLimiter(
+        "titanium", workspace="coordinated", headroom=0.9, coordination=coordination
+    )
+    assert limiter.current_rate == pytest.approx(600 * 0.9)  # before first use
+    await limiter.acquire(runs_request())
+    await limiter.acquire(httpx.Request("GET", LIVE_URL))
+    limiter.feedback(runs_request(), httpx.Response(429))
+    limiter.feedback(runs_request(), None)
+    assert coordination.asked == [("coordinated", ea.PlanTier.TITANIUM, 0.9)]
+    assert coordination.budgets.acquired == ["runs", "live"]
+    assert coordination.budgets.answers == [("runs", 429)]
+    stats = limiter.statistics()
+    assert (stats.requests_sent, stats.time_waited) == (2, 1.5)
+    assert (stats.current_rate, stats.nominal_rate, stats.paused_until) == (42.0, 600.0, 7.0)
+    assert limiter.current_rate == 42.0
