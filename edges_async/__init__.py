@@ -46,6 +46,8 @@ from ._models import RunStatus as RunStatus
 from ._pagination import OutputsPage as OutputsPage
 from ._plans import PlanTier as PlanTier
 from ._polling_policy import PollingPolicy as PollingPolicy
+from ._redis_coordination import CoordinationError as CoordinationError
+from ._redis_coordination import RedisCoordination as RedisCoordination
 from ._version import __version__ as __version__
 from ._watcher import RunWatcher as RunWatcher
 from .resources import LiveResult as LiveResult
@@ -64,6 +66,7 @@ __all__ = [
     "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
+    "CoordinationError",
     "EdgesError",
     "ErrorBody",
     "EventLoopError",
@@ -83,6 +86,7 @@ __all__ = [
     "PollingPolicy",
     "RateLimitError",
     "RateLimiter",
+    "RedisCoordination",
     "Run",
     "RunCallbackInfo",
     "RunErrorInfo",

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Generic, cast, final, overload
+from typing import TYPE_CHECKING, Any, Generic, cast, final, overload
 
 import anyio
 import httpx
@@ -27,9 +27,13 @@ from ._plans import PlanTier
 from ._polling import RunPoller
 from ._polling_policy import PollingPolicy
 from ._run_events import RunEvents
+from ._shared_polling import SharedPolling
 from ._waiters import StatusCallback, Waiters
 from ._watcher import RunWatcher
 from .resources import Actions, Runs
+
+if TYPE_CHECKING:
+    from ._redis_coordination import RedisCoordination
 
 __all__ = ["AsyncClient"]
 
@@ -49,6 +53,12 @@ def _check_max_retries(max_retries: int) -> int:
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
     return max_retries
+
+
+def _is_coordination(value: object) -> bool:
+    from ._redis_coordination import RedisCoordination
+
+    return isinstance(value, RedisCoordination)
 
 
 class _State(enum.Enum):
@@ -89,6 +99,13 @@ class AsyncClient(Generic[LimiterT]):
         max_response_bytes: The largest response body read, once decoded
             (64 MiB by default); a larger one is refused unread with
             ``APIResponseValidationError``.
+        coordination: A ``RedisCoordination`` shared by every process (and
+            host) of the workspace: one rate budget for all of them, one
+            process polling for all their waits, and callbacks received by any
+            of them ending waits in all. The client joins it when opened and
+            leaves it when closed (the last client to leave closes what it
+            opened). Without it, the budget is shared by the clients of this
+            process only.
 
     A client belongs to the event loop it is first used in (``EventLoopError``
     from any other) and runs on asyncio only. For one call with another
@@ -109,8 +126,10 @@ class AsyncClient(Generic[LimiterT]):
     """
 
     __slots__ = (
+        "_coordination",
         "_core",
         "_events",
+        "_joined",
         "_limiter",
         "_owns_http",
         "_plan",
@@ -136,6 +155,7 @@ class AsyncClient(Generic[LimiterT]):
         limiter: None = None,
         polling: PollingPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        coordination: RedisCoordination | None = None,
     ) -> None: ...
 
     @overload
@@ -152,6 +172,7 @@ class AsyncClient(Generic[LimiterT]):
         limiter: RateLimiter,
         polling: PollingPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        coordination: RedisCoordination | None = None,
     ) -> None: ...
 
     def __init__(
@@ -167,6 +188,7 @@ class AsyncClient(Generic[LimiterT]):
         limiter: RateLimiter | None = None,
         polling: PollingPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        coordination: RedisCoordination | None = None,
     ) -> None:
         log_from_environment()
         key = resolve_api_key(api_key, os.environ)
@@ -188,13 +210,20 @@ class AsyncClient(Generic[LimiterT]):
             raise ConfigurationError(
                 f"limiter must have acquire() and feedback() methods, got {limiter!r}."
             )
+        if coordination is not None and not _is_coordination(coordination):
+            raise ConfigurationError(
+                f"coordination must be an edges_async.RedisCoordination, got {coordination!r}."
+            )
+        workspace = workspace_id(key.reveal(), str(url))
         # Without a limiter given, LimiterT is WorkspaceRateLimiter (the overloads say so).
         self._limiter = cast(
             "LimiterT",
             limiter
             if limiter is not None
-            else WorkspaceRateLimiter(self._plan, workspace=workspace_id(key.reveal(), str(url))),
+            else WorkspaceRateLimiter(self._plan, workspace=workspace, coordination=coordination),
         )
+        self._coordination = coordination
+        self._joined = False
         self._owns_http = http_client is None
         self._core = HTTPCore(
             http_client=http_client
@@ -213,12 +242,23 @@ class AsyncClient(Generic[LimiterT]):
         # News about runs flows one way, through one hub: resources and callback
         # receivers publish, the poller and the waiters subscribe.
         self._events = RunEvents()
-        self._poller = RunPoller(
-            self._core,
-            events=self._events,
-            granted_rate=granted_runs_rate(self._limiter, self._plan),
-            policy=polling or PollingPolicy(),
-            backoff=backoff or Backoff(),
+        granted_rate = granted_runs_rate(self._limiter, self._plan)
+
+        def poller(events: RunEvents) -> RunPoller:
+            return RunPoller(
+                self._core,
+                events=events,
+                granted_rate=granted_rate,
+                policy=polling or PollingPolicy(),
+                backoff=backoff or Backoff(),
+            )
+
+        # With coordination, the workspace's leader process polls for every
+        # process, and each hears what it saw on a Redis stream.
+        self._poller: RunPoller | SharedPolling = (
+            poller(self._events)
+            if coordination is None
+            else SharedPolling(coordination, workspace, events=self._events, make_poller=poller)
         )
         self._waiters = Waiters(self._events, self._poller)
         self._state = _State.UNOPENED
@@ -295,6 +335,8 @@ class AsyncClient(Generic[LimiterT]):
         view._plan = self._plan
         view._limiter = self._limiter
         view._owns_http = False
+        view._coordination = self._coordination
+        view._joined = False
         view._events = self._events
         view._poller = self._poller
         view._waiters = self._waiters
@@ -404,6 +446,9 @@ class AsyncClient(Generic[LimiterT]):
             raise RuntimeError("This client is already open: enter it only once.")
         self._core.check_loop()
         self._state = _State.OPENED
+        if self._coordination is not None:
+            await self._coordination._acquire_client()
+            self._joined = True
         return self
 
     async def __aexit__(
@@ -435,11 +480,17 @@ class AsyncClient(Generic[LimiterT]):
             raise
         self._state = _State.CLOSED
         self._core.close()
-        await self._poller.aclose(
-            ClientClosedError("The client was closed while waiting for runs.")
-        )
-        if self._owns_http:
-            await self._core.http.aclose()
+        try:
+            await self._poller.aclose(
+                ClientClosedError("The client was closed while waiting for runs.")
+            )
+            if self._owns_http:
+                await self._core.http.aclose()
+        finally:
+            if self._joined:
+                self._joined = False
+                assert self._coordination is not None
+                await self._coordination._release_client()
 
     def __repr__(self) -> str:
         if self._view_of is not None:

@@ -19,7 +19,11 @@ with each callback). So the receiver, in this order:
    events hub (a final callback ends the client's waits for the run at once)
    and answers 200.
 
-Nothing in between awaits the network: the answer is fast.
+Nothing in between awaits the network (the answer is fast), except with a
+client coordinated through Redis: there the callback is claimed in Redis
+first (``SET NX``: a delivery that reached another worker counts once) and
+put on the workspace's stream before the 200, so a crash right after the
+answer loses nothing and waits in every process hear it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from ._models import Callback
 from ._params import check_run_uid
 from ._run_events import CallbackReceived, CallbacksServed, RunEvents
 from ._run_streams import CallbackReader, RunStreams
+from ._shared_polling import SharedPolling
 
 if TYPE_CHECKING:
     import uuid
@@ -107,7 +112,16 @@ class CallbackReceiver:
             exceeds it is refused every time.
     """
 
-    __slots__ = ("_events", "_header", "_max_body", "_secret", "_seen", "_streams", "header")
+    __slots__ = (
+        "_events",
+        "_header",
+        "_max_body",
+        "_secret",
+        "_seen",
+        "_shared",
+        "_streams",
+        "header",
+    )
 
     def __init__(
         self,
@@ -133,6 +147,11 @@ class CallbackReceiver:
         # The client's hub, where callbacks are news for its waits; a receiver
         # without a client publishes to a hub nobody listens to.
         self._events: RunEvents = client._events if client is not None else RunEvents()
+        # With coordination, callbacks are claimed and told in Redis: a callback
+        # delivered twice to two workers counts once, and waits in every
+        # process hear it.
+        poller = client._poller if client is not None else None
+        self._shared = poller if isinstance(poller, SharedPolling) else None
         self.header = header
         """The name of the header carrying the shared secret."""
         self._header = header.lower().encode("latin-1")
@@ -251,10 +270,17 @@ class CallbackReceiver:
         ref = hashlib.blake2b(event.callback_ref_uid.encode(), digest_size=16).digest()
         if ref in self._seen:
             return None
+        if self._shared is not None and not await self._shared.claim(ref):
+            remember(self._seen, ref, None, limit=_MAX_SEEN)
+            return None  # another process took it
         if not self._streams.add(event, body):
+            if self._shared is not None:
+                await self._shared.unclaim(ref)  # for the delivery Edges will try again
             raise _Refused(503, "Callback buffer full", ((b"retry-after", b"30"),))
-        self._events.publish(CallbackReceived(event))
         remember(self._seen, ref, None, limit=_MAX_SEEN)
+        if self._shared is not None:
+            await self._shared.tell(event)  # on the stream before the 200
+        self._events.publish(CallbackReceived(event))
         return event
 
     async def _read_body(self, receive: Receive) -> bytes:

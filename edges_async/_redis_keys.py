@@ -7,7 +7,9 @@ Cluster keeps them on one node):
 - ``watched``: a sorted set of the run uids some process waits for, scored by
   the Redis time their interest expires at (each waiter refreshes it);
 - ``leader``: the polling lease;
-- ``run:<uid>``: a run that ended, as JSON, kept a day for waits that start late.
+- ``run:<uid>``: a run that ended, as JSON, kept a day for waits that start late;
+- ``callback:<digest>``: a callback taken by some process (an hour), by a
+  digest of its ``callback_ref_uid``.
 
 Times in scores come from Redis ``TIME`` (inside the scripts), never from a
 process's clock: processes on several hosts disagree on the time.
@@ -49,6 +51,7 @@ class SharedKeys:
     watched: str
     leader: str
     run: Callable[[str], str]
+    callback: Callable[[str], str]
 
     @classmethod
     def of(cls, coordination: Coordinated, workspace: str) -> SharedKeys:
@@ -58,6 +61,7 @@ class SharedKeys:
             watched=coordination.key(workspace, "watched"),
             leader=coordination.key(workspace, "leader"),
             run=lambda uid: coordination.key(workspace, "run", uid),
+            callback=lambda ref: coordination.key(workspace, "callback", ref),
         )
 
 

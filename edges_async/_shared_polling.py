@@ -32,6 +32,7 @@ client closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections import deque
@@ -40,6 +41,7 @@ from typing import Any, final
 
 import anyio
 
+from ._callback_models import CallbackEvent
 from ._exceptions import EdgesError
 from ._leadership import Lease
 from ._models import Run
@@ -61,6 +63,8 @@ __all__ = ["SharedPolling"]
 logger = logging.getLogger("edges_async")
 
 _CHUNK = 500  # run uids per Redis command
+# How long a callback_ref_uid stays claimed: Edges' redeliveries come within minutes.
+_CLAIM_SECONDS = 3600
 _READ_COUNT = 1000  # stream entries per read
 
 
@@ -132,7 +136,6 @@ class SharedPolling:
         self._leader_events.subscribe(RunFailed, self._queue)
         # The stand-in while Redis fails: publishes to this client's waiters directly.
         self._fallback = make_poller(events)
-        events.subscribe(CallbackReceived, self._queue)
         events.subscribe(RunResumed, self._queue)
         events.subscribe(RunEnded, self._settled)  # also what the stand-in saw
         events.subscribe(RunFailed, self._settled)
@@ -199,6 +202,36 @@ class SharedPolling:
         await self._stop()
         await self._fallback.aclose(error)
 
+    # -- callbacks (for a CallbackReceiver of this client) -----------------------------
+
+    async def claim(self, ref: bytes) -> bool:
+        """Claim the callback whose ``callback_ref_uid`` digests to ``ref``; false if taken.
+
+        With Redis failing, every callback is this process's to take.
+        """
+        key = self._keys.callback(ref.hex())
+        try:
+            return bool(await self._redis.set(key, b"1", nx=True, ex=_CLAIM_SECONDS))
+        except _redis_errors():
+            return True
+
+    async def unclaim(self, ref: bytes) -> None:
+        """Give a claimed callback up (this process could not keep it)."""
+        with contextlib.suppress(*_redis_errors()):
+            await self._redis.delete(self._keys.callback(ref.hex()))
+
+    async def tell(self, event: CallbackEvent) -> None:
+        """Put a callback taken here on the stream, for the leader and every waiter.
+
+        With Redis failing it waits in this process's outbox; this process's
+        own waits hear it through the client's hub all the same.
+        """
+        received = CallbackReceived(event)
+        try:
+            await self._send(received)
+        except _redis_errors():
+            self._queue(received)
+
     # -- the task --------------------------------------------------------------------
 
     def _start(self) -> None:
@@ -250,6 +283,22 @@ class SharedPolling:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._step_down()
+                await self._flush()
+
+    async def _flush(self) -> None:
+        """Write what is left in the outbox, briefly: a leader's last news, before it leaves.
+
+        What cannot be written within a second stays for the next start; a
+        run whose end was not written is still watched, and polled again by
+        whoever leads next.
+        """
+        with anyio.move_on_after(1.0):
+            try:
+                while self._outbox:
+                    await self._send(self._outbox[0])
+                    self._outbox.popleft()
+            except _redis_errors():
+                pass
 
     async def _shared(self) -> None:
         """Wait through Redis until it fails (raises) or the task is cancelled."""

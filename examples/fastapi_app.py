@@ -17,8 +17,12 @@ Run it with ``uvicorn examples.fastapi_app:app`` behind HTTPS, with
 ``EDGES_API_KEY``, ``EDGES_PLAN``, ``EDGES_CALLBACK_SECRET`` (16+ characters)
 and ``PUBLIC_URL`` (the HTTPS origin Edges can reach this app at) set; one
 missing or wrong stops it at startup with a one-line ``ConfigurationError``
-naming it. ``tests/test_fastapi_example.py`` serves it with uvicorn over TLS on a
-loopback port, against the simulator posting real callbacks.
+naming it. With several workers (``uvicorn --workers 4``) or hosts, set
+``EDGES_REDIS_URL`` too (``pip install edges-async[redis]``): the workers then
+share the workspace's budget and one poller, and a callback reaching any
+worker ends the waits in all of them. ``tests/test_fastapi_example.py`` serves
+it with uvicorn over TLS on a loopback port, against the simulator posting
+real callbacks; ``tests/test_fastapi_workers.py`` with ``--workers 4`` and Redis.
 """
 
 from __future__ import annotations
@@ -140,7 +144,10 @@ def create_app(
     except ea.ConfigurationError as exc:
         problems.append(str(exc))
     try:
-        edges = client if client is not None else ea.AsyncClient()
+        # Several workers (uvicorn --workers 4, gunicorn) or hosts: with
+        # EDGES_REDIS_URL set they share one budget, one poller and the callbacks.
+        coordination = ea.RedisCoordination() if os.environ.get("EDGES_REDIS_URL") else None
+        edges = client if client is not None else ea.AsyncClient(coordination=coordination)
     except ea.ConfigurationError as exc:
         problems.append(str(exc))
     if problems:
