@@ -425,18 +425,21 @@ class SharedPolling:
                 await self._wake.wait()
 
     async def _announce(self, interest: Any, uids: list[str], *, tell_leader: bool) -> None:
-        """Mark ``uids`` waited for; hand over those that ended already (``run:<uid>``)."""
+        """Mark ``uids`` waited for; hand over those that ended already (``run:<uid>``).
+
+        Run at each refresh too: an end this process missed on the stream
+        (entries trimmed while it lagged, a reconnect) is found there.
+        """
         for start in range(0, len(uids), _CHUNK):
             chunk = uids[start : start + _CHUNK]
             await interest(keys=[self._keys.watched], args=[self._timing.interest, *chunk])
-            if not tell_leader:
-                continue
-            await self._redis.xadd(
-                self._keys.events,
-                encode_watch(chunk),
-                maxlen=self._timing.max_stream,
-                approximate=True,
-            )
+            if tell_leader:
+                await self._redis.xadd(
+                    self._keys.events,
+                    encode_watch(chunk),
+                    maxlen=self._timing.max_stream,
+                    approximate=True,
+                )
             kept = await self._redis.mget([self._keys.run(uid) for uid in chunk])
             for uid, found in zip(chunk, kept, strict=True):
                 if found is not None:

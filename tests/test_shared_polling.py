@@ -297,3 +297,23 @@ async def test_a_callback_delivered_to_two_workers_counts_once(
             answer = await edges.post("", json=body, headers={DEFAULT_SECRET_HEADER: SECRET})
         answers.append(answer.json()["duplicate"])
     assert answers == [False, True]
+
+
+async def test_an_end_missing_from_the_stream_is_found_in_the_kept_run(
+    processes: Processes, simulator: EdgesSimulator, workspace: Workspace, redis_url: str
+) -> None:
+    """Stream entries trimmed away: the next refresh reads ``run:<uid>`` and ends the wait."""
+    import redis.asyncio
+
+    uid = run_ending(simulator, workspace, "STOPPED", 60.0)
+    client = await processes.start("only")
+    assert isinstance(client._poller, SharedPolling)
+    keys = client._poller._keys
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: client.wait_for_run(uid, timeout=5))
+        await anyio.sleep(0.3)
+        # What a leader elsewhere wrote, and a trim took from the stream before we read it.
+        await raw.set(keys.run(uid), ea.Run(uid=uid, status="STOPPED").model_dump_json())
+    await raw.aclose()
+    assert processes.sent["only"] <= 3  # it ended by the kept run, not by polling
