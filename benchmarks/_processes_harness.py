@@ -18,11 +18,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def python(script: str, argument: str) -> subprocess.Popen[str]:
-    """A Python process running ``benchmarks/<script>`` with one argument, stdout piped."""
+def python(script: str, *arguments: str) -> subprocess.Popen[str]:
+    """A Python process running ``benchmarks/<script>`` with ``arguments``, stdout piped."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, str(HERE / script), argument],
+        [sys.executable, str(HERE / script), *arguments],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -63,8 +63,8 @@ class Delivery:
 class Simulator:
     """``_processes_simulator.py``: one window kind, served on loopback, driven over HTTP."""
 
-    def __init__(self, window: str) -> None:
-        self.process = python("_processes_simulator.py", window)
+    def __init__(self, window: str, options: dict[str, Any] | None = None) -> None:
+        self.process = python("_processes_simulator.py", window, json.dumps(options or {}))
         self.base_url = line_from(self.process)
         self.origin = self.base_url.removesuffix("/v1")
         self.http = httpx.Client(base_url=self.origin, timeout=60)

@@ -1,13 +1,19 @@
 """The simulator of ``bench_processes.py``, served on loopback in a process of its own.
 
-``python benchmarks/_processes_simulator.py <window>`` serves an ``EdgesSimulator``
-(rate-limit window ``<window>``) on a free 127.0.0.1 port, prints its base URL on
-one line, delivers runs' callbacks, and serves until SIGTERM. Beside the API,
+``python benchmarks/_processes_simulator.py <window> ['<json options>']`` serves an
+``EdgesSimulator`` (rate-limit window ``<window>``) on a free 127.0.0.1 port, prints
+its base URL on one line, delivers runs' callbacks, and serves until SIGTERM.
+Options: ``seed``; ``public_host`` and ``trust_pem`` (callbacks to that host go to
+127.0.0.1, over TLS trusting that CA: ``LoopbackTransport``), for
+``bench_callbacks.py``. Beside the API,
 ``/_bench/...`` lets the benchmark drive and read it (never logged, no budget):
 
 - ``POST /_bench/workspace`` ``{"api_key", "plan"}``: add a workspace;
 - ``POST /_bench/runs`` ``{"api_key", "ends": [s, ...], "callback": {...} | null}``:
   seed one run per entry, RUNNING at once, SUCCEEDED ``s`` seconds later; the uids;
+- ``POST /_bench/script_runs`` ``{"ends": [s, ...]}``: queue one lifecycle per entry for
+  the next launches: CREATED, RUNNING after 0.2 s, SUCCEEDED after ``s``;
+- ``POST /_bench/ended``: ``{uid: time the run ended}`` for every run;
 - ``POST /_bench/fault`` ``{"path", "retry_after"}``: the next request whose path
   matches gets a 429 with that ``Retry-After``;
 - ``GET /_bench/log``: every logged request as ``[time, api_key, status, process, path]``
@@ -19,14 +25,17 @@ one line, delivers runs' callbacks, and serves until SIGTERM. Beside the API,
 from __future__ import annotations
 
 import json
+import math
 import signal
+import ssl
 import sys
 from typing import Any
 
 import anyio
+import httpx
 from starlette.types import Receive, Scope, Send
 
-from edges_async.testing import EdgesSimulator, Fault, RunScript, WindowKind
+from edges_async.testing import EdgesSimulator, Fault, LoopbackTransport, RunScript, WindowKind
 from edges_async.testing._server import serve_app
 
 PROCESS_HEADER = "x-bench-process"
@@ -35,8 +44,8 @@ PROCESS_HEADER = "x-bench-process"
 class Bench:
     """The simulator plus its ``/_bench`` control routes, as one ASGI app."""
 
-    def __init__(self, window: WindowKind) -> None:
-        self.sim = EdgesSimulator(window=window, max_logged_requests=None)
+    def __init__(self, window: WindowKind, seed: int) -> None:
+        self.sim = EdgesSimulator(window=window, seed=seed, max_logged_requests=None)
         self.workspaces: dict[str, Any] = {}
 
     def handle(self, method: str, path: str, body: Any) -> Any:
@@ -56,6 +65,18 @@ class Bench:
                 ).uid
                 for end in body["ends"]
             ]
+        if path == "/_bench/script_runs":
+            self.sim.script_runs(
+                *(
+                    RunScript(
+                        steps=(("CREATED", 0.0), ("RUNNING", 0.2), ("SUCCEEDED", end)), outputs=1
+                    )
+                    for end in body["ends"]
+                )
+            )
+            return {"ok": True}
+        if path == "/_bench/ended":
+            return {run.uid: run.snapshot(math.inf).finished for run in self.sim.runs}
         if path == "/_bench/fault":
             self.sim.faults.add(
                 Fault(
@@ -105,13 +126,19 @@ class Bench:
         await send({"type": "http.response.body", "body": answer})
 
 
-async def serve(window: WindowKind) -> None:
+async def serve(window: WindowKind, options: dict[str, Any]) -> None:
     """Serve until SIGTERM, delivering callbacks."""
-    bench = Bench(window)
+    bench = Bench(window, options.get("seed", 0))
+    sender = None
+    if "public_host" in options:
+        trust = ssl.create_default_context(cafile=options["trust_pem"])
+        sender = httpx.AsyncClient(
+            transport=LoopbackTransport(options["public_host"], verify=trust)
+        )
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with (
             serve_app(bench, host="127.0.0.1", port=0) as base_url,
-            bench.sim.deliver_callbacks(),
+            bench.sim.deliver_callbacks(http_client=sender),
         ):
             print(base_url, flush=True)
             async for _ in signals:
@@ -119,4 +146,4 @@ async def serve(window: WindowKind) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(serve, WindowKind(sys.argv[1]))
+    anyio.run(serve, WindowKind(sys.argv[1]), json.loads(sys.argv[2]) if sys.argv[2:] else {})

@@ -10,7 +10,7 @@ free port (``tests/redis_server.py``).
 processes on one workspace and mode (a) ``RedisCoordination`` or (b) the default
 per-process ``WorkspaceRateLimiter``: each process has one ``AsyncClient`` with
 ``--tasks`` tasks looping on ``client.runs.status(uid)``. Every cell of a window
-kind runs at once (each cell its own workspace, an independent budget on the
+kind and mode runs at once (each cell its own workspace, an independent budget on the
 simulator and in Redis): worker process *i* holds one client for every cell
 with N > *i*, so a cell's N clients are always in N different processes. After
 ``--warmup`` seconds, ``--seconds`` are measured. *used* = accepted requests
@@ -37,7 +37,7 @@ and every process back on the shared budget within 5 s of Redis answering.
     python benchmarks/bench_processes.py [--quick] [--plans trial,titanium]
         [--windows sliding_minute] [--ns 1,4] [--modes redis,local]
         [--sections table,429,polling,leader,callbacks,redis]
-        [--seconds 30] [--warmup 10] [--tasks 4] [--concurrent-windows]
+        [--seconds 30] [--warmup 10] [--tasks 4] [--concurrent-windows] [--mixed-modes]
 """
 
 from __future__ import annotations
@@ -170,12 +170,15 @@ def start_cells(sim: Simulator, cells: Sequence[Cell], redis_url: str, tasks: in
 def run_table(args: argparse.Namespace, redis_url: str) -> dict[Cell, Outcome]:
     """Measure every cell, one window kind at a time (or all at once)."""
     groups = [args.windows] if args.concurrent_windows else [[w] for w in args.windows]
+    # (b)'s refused retries share the workers' loops and the 2 cores with (a):
+    # by default each mode is measured in a phase of its own.
+    phases = [args.modes] if args.mixed_modes else [[m] for m in args.modes]
     outcomes: dict[Cell, Outcome] = {}
-    for windows in groups:
+    for windows, modes in ((w, m) for w in groups for m in phases):
         started = time.monotonic()
         sims = {w: Simulator(w) for w in windows}
         cells = {
-            w: [Cell(p, w, n, m) for p in args.plans for n in args.ns for m in args.modes]
+            w: [Cell(p, w, n, m) for p in args.plans for n in args.ns for m in modes]
             for w in windows
         }
         workers = [
@@ -201,7 +204,7 @@ def run_table(args: argparse.Namespace, redis_url: str) -> dict[Cell, Outcome]:
         for sim in sims.values():
             sim.close()
         print(
-            f"  measured {', '.join(windows)}: {len(workers)} worker processes, "
+            f"  measured {', '.join(windows)} ({', '.join(modes)}): {len(workers)} workers, "
             f"{sum(len(c) for c in cells.values())} cells at once, machine CPU busy "
             f"{busy:.0%} while measuring, {time.monotonic() - started:.0f} s",
             flush=True,
@@ -544,6 +547,9 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=4, help="tasks per client")
     parser.add_argument(
         "--concurrent-windows", action="store_true", help="all window kinds' cells at once"
+    )
+    parser.add_argument(
+        "--mixed-modes", action="store_true", help="(a) and (b) cells at once (CPU contention)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="sliding_minute only, 15 s cells, fewer runs"
