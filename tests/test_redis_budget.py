@@ -32,6 +32,7 @@ from edges_async._redis_scripts import (
     Reservation,
 )
 
+from .redis_processes import run_cell, simulator_process
 from .redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.looptime(False)
@@ -572,3 +573,34 @@ async def test_wait_mode_goes_on_when_redis_comes_back(own_redis: RedisServer) -
         assert coordination.healthy
     finally:
         await coordination.aclose()
+
+
+# -- real processes ---------------------------------------------------------------
+
+
+@pytest.mark.timeout(150)
+def test_real_processes_share_one_budget_where_per_process_limiters_draw_429s(
+    redis_url: str,
+) -> None:
+    """Three processes on Titanium against a per-second cap: coordinated, no 429 near the plan.
+
+    The same three processes with today's per-process limiter spend three
+    times the plan and are refused.
+    """
+    cells = {}
+    for coordinated in (True, False):
+        with simulator_process("titanium", "per_second") as base_url:
+            cells[coordinated] = run_cell(
+                3,
+                base_url=base_url,
+                redis_url=redis_url if coordinated else None,
+                plan="titanium",
+                per_second=PlanTier.TITANIUM.requests_per_second,
+                seconds=8.0,
+            )
+    shared = cells[True]
+    assert shared.refused == 0
+    assert shared.share_of_plan >= 0.85  # 0.95 on an idle machine (headroom)
+    assert all(share > 0.15 for share in shared.process_shares)
+    assert sum(r.errors for r in shared.results) == 0
+    assert cells[False].refused > 0
