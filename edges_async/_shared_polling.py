@@ -94,6 +94,7 @@ class SharedPolling:
         "_local",
         "_news",
         "_outbox",
+        "_position",
         "_register",
         "_task",
         "_timing",
@@ -122,6 +123,7 @@ class SharedPolling:
         self._led: set[str] = set()  # runs the leader poller follows (or just saw end)
         self._news: list[str] = []  # runs announced on the stream, for the leader
         self._lease: Lease | None = None
+        self._position: bytes | None = None  # the last stream entry read
         self._local = False  # polling here, Redis failing
         self._down = False  # Redis failed and has not answered since (logged)
         self._task: asyncio.Task[None] | None = None
@@ -238,6 +240,7 @@ class SharedPolling:
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._lead_wake = asyncio.Event()
+            self._position = None
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="edges_async shared run polling"
             )
@@ -303,8 +306,10 @@ class SharedPolling:
     async def _shared(self) -> None:
         """Wait through Redis until it fails (raises) or the task is cancelled."""
         redis = self._redis
-        newest = await redis.xrevrange(self._keys.events, count=1)
-        position = newest[0][0] if newest else b"0-0"
+        if self._position is None:  # this start of the task: from now on
+            newest = await redis.xrevrange(self._keys.events, count=1)
+            self._position = newest[0][0] if newest else b"0-0"
+        # else: after a Redis error, on from the last entry read
         if self._down:
             self._down = False
             logger.info(
@@ -325,7 +330,7 @@ class SharedPolling:
                 group.cancel_scope.cancel()
 
         async with anyio.create_task_group() as group:
-            group.start_soon(guarded, lambda: self._read(position))
+            group.start_soon(guarded, self._read)
             group.start_soon(guarded, self._write)
             group.start_soon(guarded, self._lead)
         if failure:
@@ -369,15 +374,15 @@ class SharedPolling:
 
     # -- reading the stream -------------------------------------------------------------
 
-    async def _read(self, position: bytes) -> None:
+    async def _read(self) -> None:
         block = max(1, round(self._timing.read_block * 1000))
         while True:
             answer = await self._redis.xread(
-                {self._keys.events: position}, count=_READ_COUNT, block=block
+                {self._keys.events: self._position}, count=_READ_COUNT, block=block
             )
             for _stream, entries in answer or ():
                 for entry_id, fields in entries:
-                    position = entry_id
+                    self._position = entry_id
                     self._heard(decode(fields))
 
     def _heard(self, entry: object) -> None:
