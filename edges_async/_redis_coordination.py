@@ -4,8 +4,9 @@
 >>> async with ea.AsyncClient(plan="titanium", coordination=coordination) as client: ...
 
 What it holds, per event loop that uses it: a ``redis.asyncio`` client (made
-from the URL on first use, with short socket timeouts, unless one was given
-as ``redis=``), the scripts registered on it, and one
+from the URL on first use, with short socket timeouts; a client given as
+``redis=`` is used as is, in every loop: give one only to clients of one
+loop), the scripts registered on it, and one
 :class:`~edges_async._redis_budget.RedisBudgets` per workspace. A loop's share
 is closed when the last ``AsyncClient`` of that loop using it closes (or by
 :meth:`RedisCoordination.aclose`): the budgets' background tasks, and the Redis
