@@ -96,6 +96,7 @@ class SharedPolling:
         "_outbox",
         "_position",
         "_register",
+        "_stepping_out",
         "_task",
         "_timing",
         "_wake",
@@ -124,6 +125,7 @@ class SharedPolling:
         self._news: list[str] = []  # runs announced on the stream, for the leader
         self._lease: Lease | None = None
         self._position: bytes | None = None  # the last stream entry read
+        self._stepping_out = False  # the task cleans up after a cancel
         self._local = False  # polling here, Redis failing
         self._down = False  # Redis failed and has not answered since (logged)
         self._task: asyncio.Task[None] | None = None
@@ -254,9 +256,14 @@ class SharedPolling:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
         with anyio.CancelScope(shield=True):
-            await asyncio.wait({task})
+            # Cancelled again until it ends: on Python 3.11 a cancel landing as
+            # a redis-py command completes is lost (its asyncio.wait_for eats it).
+            # Not once it is cleaning up (_stepping_out): that part must run whole.
+            while not task.done():
+                if not self._stepping_out:
+                    task.cancel()
+                await asyncio.wait({task}, timeout=0.05)
 
     async def _run(self) -> None:
         errors = _redis_errors()
@@ -284,9 +291,13 @@ class SharedPolling:
                 self._client_events.publish(RunFailed(uid, error))
             self._interest.clear()
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._step_down()
-                await self._flush()
+            self._stepping_out = True
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._step_down()
+                    await self._flush()
+            finally:
+                self._stepping_out = False
 
     async def _flush(self) -> None:
         """Write what is left in the outbox, briefly: a leader's last news, before it leaves.
