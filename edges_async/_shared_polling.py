@@ -35,9 +35,10 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Any, final
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar, final
 
 import anyio
 
@@ -56,9 +57,21 @@ from ._run_events import (
     RunResumed,
     WaitEvent,
 )
-from ._stream_entries import Watch, decode, encode, encode_watch, run_json
+from ._stream_entries import (
+    CHANGED,
+    Watch,
+    decode,
+    encode,
+    encode_watch,
+    kept_run,
+    recorded_run,
+    run_json,
+    status_record,
+)
 
 __all__ = ["SharedPolling"]
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger("edges_async")
 
@@ -69,9 +82,11 @@ _READ_COUNT = 1000  # stream entries per read
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
+    # TimeoutError: a call bounded by _bounded (a stalled Redis, a client
+    # given without a socket timeout) counts as Redis failing.
     from redis.exceptions import RedisError
 
-    return (RedisError, OSError)
+    return (RedisError, OSError, TimeoutError)
 
 
 @final
@@ -79,6 +94,7 @@ class SharedPolling:
     """A client's waits, polled by the workspace's leader process and heard on its stream."""
 
     __slots__ = (
+        "_call_timeout",
         "_client_events",
         "_coordination",
         "_down",
@@ -96,9 +112,12 @@ class SharedPolling:
         "_outbox",
         "_position",
         "_register",
+        "_status_key",
         "_stepping_out",
+        "_stopping",
         "_task",
         "_timing",
+        "_token",
         "_wake",
     )
 
@@ -126,6 +145,18 @@ class SharedPolling:
         self._lease: Lease | None = None
         self._position: bytes | None = None  # the last stream entry read
         self._stepping_out = False  # the task cleans up after a cancel
+        self._stopping: asyncio.Task[None] | None = None  # a task still cleaning up
+        # Per SharedPolling, not per coordination: two clients sharing one
+        # coordination must not both think they hold the lease.
+        self._token = f"{coordination.process_token}:{secrets.token_hex(4)}"
+        self._status_key: Callable[[str], str] = lambda uid: coordination.key(
+            workspace, "status", uid
+        )
+        # The longest one Redis call may take (a blocking read included).
+        timeout = getattr(coordination, "socket_timeout", None)
+        self._call_timeout = (
+            timeout if isinstance(timeout, (int, float)) and timeout > 0 else 0.5
+        ) * 4 + self._timing.read_block
         self._local = False  # polling here, Redis failing
         self._down = False  # Redis failed and has not answered since (logged)
         self._task: asyncio.Task[None] | None = None
@@ -215,14 +246,14 @@ class SharedPolling:
         """
         key = self._keys.callback(ref.hex())
         try:
-            return bool(await self._redis.set(key, b"1", nx=True, ex=_CLAIM_SECONDS))
+            return bool(await self._bounded(self._redis.set(key, b"1", nx=True, ex=_CLAIM_SECONDS)))
         except _redis_errors():
             return True
 
     async def unclaim(self, ref: bytes) -> None:
         """Give a claimed callback up (this process could not keep it)."""
         with contextlib.suppress(*_redis_errors()):
-            await self._redis.delete(self._keys.callback(ref.hex()))
+            await self._bounded(self._redis.delete(self._keys.callback(ref.hex())))
 
     async def tell(self, event: CallbackEvent) -> None:
         """Put a callback taken here on the stream, for the leader and every waiter.
@@ -244,7 +275,7 @@ class SharedPolling:
             self._lead_wake = asyncio.Event()
             self._position = None
             self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="edges_async shared run polling"
+                self._run(self._stopping), name="edges_async shared run polling"
             )
         self._nudge()
 
@@ -256,6 +287,7 @@ class SharedPolling:
         task, self._task = self._task, None
         if task is None:
             return
+        self._stopping = task  # a task started meanwhile waits for this one to end
         with anyio.CancelScope(shield=True):
             # Cancelled again until it ends: on Python 3.11 a cancel landing as
             # a redis-py command completes is lost (its asyncio.wait_for eats it).
@@ -265,7 +297,11 @@ class SharedPolling:
                     task.cancel()
                 await asyncio.wait({task}, timeout=0.05)
 
-    async def _run(self) -> None:
+    async def _run(self, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None and not previous.done():
+            # One task at a time: the last one still steps down and flushes.
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({previous})
         errors = _redis_errors()
         loop = asyncio.get_running_loop()
         failed_at = -math.inf
@@ -307,18 +343,24 @@ class SharedPolling:
         whoever leads next.
         """
         with anyio.move_on_after(1.0):
+            with contextlib.suppress(*_redis_errors()):
+                await self._drain()
+
+    async def _drain(self) -> None:
+        """Write the outbox, oldest first; an event not surely written goes back at its head."""
+        while self._outbox:
+            event = self._outbox.popleft()
             try:
-                while self._outbox:
-                    await self._send(self._outbox[0])
-                    self._outbox.popleft()
-            except _redis_errors():
-                pass
+                await self._send(event)
+            except BaseException:
+                self._outbox.appendleft(event)  # written twice at worst, never lost
+                raise
 
     async def _shared(self) -> None:
         """Wait through Redis until it fails (raises) or the task is cancelled."""
         redis = self._redis
         if self._position is None:  # this start of the task: from now on
-            newest = await redis.xrevrange(self._keys.events, count=1)
+            newest = await self._bounded(redis.xrevrange(self._keys.events, count=1))
             self._position = newest[0][0] if newest else b"0-0"
         # else: after a Redis error, on from the last entry read
         if self._down:
@@ -328,9 +370,7 @@ class SharedPolling:
                 len(self._interest),
             )
         self._register = list(self._interest)  # all of them: Redis may have lost them
-        self._lease = Lease(
-            redis, self._keys.leader, self._coordination.process_token, self._timing.lease
-        )
+        self._lease = Lease(redis, self._keys.leader, self._token, self._timing.lease)
         failure: list[BaseException] = []
 
         async def guarded(part: Callable[[], Any]) -> None:
@@ -370,13 +410,18 @@ class SharedPolling:
             self._fallback.unfollow(list(self._interest), wants_changes=False)
         await self._fallback.stop_if_idle()
 
+    async def _bounded(self, call: Awaitable[_T]) -> _T:
+        """Await one Redis call, for at most ``_call_timeout`` (``TimeoutError`` past it)."""
+        with anyio.fail_after(self._call_timeout):
+            return await call
+
     async def _answers(self) -> bool:
         """Whether Redis answers a PING on a fresh connection."""
         try:
             # The idle connections may be dead ones from before an outage.
             await self._redis.connection_pool.disconnect(inuse_connections=False)
             with anyio.fail_after(self._timing.retry):
-                await self._redis.ping()
+                await self._bounded(self._redis.ping())
         except TimeoutError:
             return False
         except _redis_errors():
@@ -388,8 +433,10 @@ class SharedPolling:
     async def _read(self) -> None:
         block = max(1, round(self._timing.read_block * 1000))
         while True:
-            answer = await self._redis.xread(
-                {self._keys.events: self._position}, count=_READ_COUNT, block=block
+            answer = await self._bounded(
+                self._redis.xread(
+                    {self._keys.events: self._position}, count=_READ_COUNT, block=block
+                )
             )
             for _stream, entries in answer or ():
                 for entry_id, fields in entries:
@@ -431,9 +478,7 @@ class SharedPolling:
             fresh, self._register = self._register, []
             if fresh:
                 await self._announce(interest, fresh, tell_leader=True)
-            while self._outbox:
-                await self._send(self._outbox[0])
-                self._outbox.popleft()
+            await self._drain()
             if self._register or self._outbox:
                 continue
             self._wake.clear()
@@ -448,21 +493,48 @@ class SharedPolling:
         """
         for start in range(0, len(uids), _CHUNK):
             chunk = uids[start : start + _CHUNK]
-            await interest(keys=[self._keys.watched], args=[self._timing.interest, *chunk])
+            await self._bounded(
+                interest(keys=[self._keys.watched], args=[self._timing.interest, *chunk])
+            )
             if tell_leader:
-                await self._redis.xadd(
-                    self._keys.events,
-                    encode_watch(chunk),
-                    maxlen=self._timing.max_stream,
-                    approximate=True,
+                await self._bounded(
+                    self._redis.xadd(
+                        self._keys.events,
+                        encode_watch(chunk),
+                        maxlen=self._timing.max_stream,
+                        approximate=True,
+                    )
                 )
-            kept = await self._redis.mget([self._keys.run(uid) for uid in chunk])
+                # A run some leader saw already: its last status, for on_status_change.
+                records = await self._bounded(
+                    self._redis.mget([self._status_key(uid) for uid in chunk])
+                )
+                for uid, record in zip(chunk, records, strict=True):
+                    run = recorded_run(record)
+                    if run is not None and uid not in self._last_seen:
+                        self._heard(RunChanged(uid, run))
+            kept = await self._bounded(self._redis.mget([self._keys.run(uid) for uid in chunk]))
             for uid, found in zip(chunk, kept, strict=True):
-                if found is not None:
-                    self._heard(RunEnded(uid, Run.model_validate_json(found)))
+                ended = kept_run(found)
+                if ended is not None:
+                    self._heard(RunEnded(uid, ended))
 
     async def _send(self, event: CallbackReceived | RunResumed | WaitEvent) -> None:
         keys = self._keys
+        if isinstance(event, RunChanged):  # told unless this status was told already
+            changed = self._redis.register_script(CHANGED)
+            await self._bounded(
+                changed(
+                    keys=[self._status_key(event.run_uid), keys.events],
+                    args=[
+                        event.run_uid,
+                        status_record(event.run),
+                        self._timing.max_stream,
+                        round(self._timing.keep_ended),
+                    ],
+                )
+            )
+            return
         async with self._redis.pipeline(transaction=True) as pipe:
             if isinstance(event, RunEnded):
                 pipe.set(
@@ -474,13 +546,14 @@ class SharedPolling:
                 pipe.delete(keys.run(event.run_uid.lower()))
             if isinstance(event, (RunEnded, RunFailed)):
                 pipe.zrem(keys.watched, event.run_uid)
+                pipe.delete(self._status_key(event.run_uid))
             pipe.xadd(
                 keys.events,
                 encode(event),
                 maxlen=self._timing.max_stream,
                 approximate=True,
             )
-            await pipe.execute()
+            await self._bounded(pipe.execute())
         if isinstance(event, (RunEnded, RunFailed)):
             self._led.discard(event.run_uid)  # out of the watched set now
 
@@ -502,7 +575,7 @@ class SharedPolling:
             if loop.time() - tried >= self._timing.lease_try:
                 tried = loop.time()
                 was_held = lease.held
-                if await lease.hold():
+                if await self._bounded(lease.hold()):
                     if not was_held:
                         synced = -math.inf
                         logger.info("This process polls the workspace's runs for all processes")
@@ -511,7 +584,7 @@ class SharedPolling:
             if lease.held:
                 if loop.time() - synced >= self._timing.sync:
                     synced = loop.time()
-                    watched = await expire(keys=[self._keys.watched])
+                    watched = await self._bounded(expire(keys=[self._keys.watched]))
                     await self._follow_watched({uid.decode() for uid in watched})
                 news, self._news = self._news, []
                 if news:
@@ -535,11 +608,11 @@ class SharedPolling:
         ordered = sorted(uids)
         for start in range(0, len(ordered), _CHUNK):
             chunk = ordered[start : start + _CHUNK]
-            kept = await self._redis.mget([self._keys.run(uid) for uid in chunk])
-            ended = [uid for uid, found in zip(chunk, kept, strict=True) if found is not None]
+            kept = await self._bounded(self._redis.mget([self._keys.run(uid) for uid in chunk]))
+            ended = [uid for uid, found in zip(chunk, kept, strict=True) if kept_run(found)]
             if ended:
-                await self._redis.zrem(self._keys.watched, *ended)
-            follow = [uid for uid, found in zip(chunk, kept, strict=True) if found is None]
+                await self._bounded(self._redis.zrem(self._keys.watched, *ended))
+            follow = [uid for uid, found in zip(chunk, kept, strict=True) if not kept_run(found)]
             self._led.update(follow)
             self._leader.follow(follow, wants_changes=False)
 
@@ -552,6 +625,6 @@ class SharedPolling:
         if release and lease is not None and lease.held:
             with anyio.move_on_after(1.0):
                 try:
-                    await lease.release()
+                    await self._bounded(lease.release())
                 except _redis_errors():
                     pass  # it lapses on its own

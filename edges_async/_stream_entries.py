@@ -41,7 +41,18 @@ from ._models import Run
 from ._responses import status_error
 from ._run_events import CallbackReceived, RunChanged, RunEnded, RunFailed, RunResumed
 
-__all__ = ["Entry", "Watch", "decode", "encode", "encode_watch"]
+__all__ = [
+    "CHANGED",
+    "Entry",
+    "Watch",
+    "decode",
+    "encode",
+    "encode_watch",
+    "kept_run",
+    "recorded_run",
+    "run_json",
+    "status_record",
+]
 
 Fields = dict[bytes, bytes]
 
@@ -98,9 +109,53 @@ def decode(fields: Mapping[bytes, bytes]) -> Entry | None:
             return RunResumed(uid)
         if kind == b"watch":
             return Watch(tuple(uid.split()))
-    except (KeyError, ValueError, UnicodeDecodeError, pydantic.ValidationError):
+    except Exception:  # a foreign or damaged entry must not end anybody's wait
         return None
     return None
+
+
+def kept_run(raw: bytes | None) -> Run | None:
+    """A run kept under ``run:<uid>`` (or with its last status), or ``None`` if unreadable."""
+    if raw is None:
+        return None
+    try:
+        return Run.model_validate_json(raw)
+    except (ValueError, pydantic.ValidationError):
+        return None
+
+
+def status_record(run: Run) -> bytes:
+    """A run's last status as the leader keeps it: the status, a separator, the run."""
+    return f"{run.status}".encode() + _SEPARATOR + _run_json(run)
+
+
+def recorded_run(raw: bytes | None) -> Run | None:
+    """The run of a :func:`status_record`, or ``None``."""
+    if raw is None or _SEPARATOR not in raw:
+        return None
+    return kept_run(raw.split(_SEPARATOR, 1)[1])
+
+
+_SEPARATOR = b"\x1f"
+
+# KEYS[1] the run's last status record, KEYS[2] the events stream; ARGV[1] the
+# uid, ARGV[2] the record (status, 0x1F, run), ARGV[3] the stream's cap,
+# ARGV[4] seconds the record is kept. A status already told (by this leader or
+# one before it) is not told again: waiters hear each change once.
+CHANGED = r"""
+local previous = redis.call('GET', KEYS[1])
+local cut = string.find(ARGV[2], '\31', 1, true)
+if previous then
+  local seen = string.find(previous, '\31', 1, true)
+  if seen and cut and string.sub(previous, 1, seen) == string.sub(ARGV[2], 1, cut) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
+  'k', 'changed', 'u', ARGV[1], 'r', string.sub(ARGV[2], (cut or 0) + 1))
+return 1
+"""
 
 
 def run_json(run: Run) -> bytes:
