@@ -29,7 +29,9 @@ from .test_callbacks import SECRET, callback_body
 
 pytestmark = pytest.mark.looptime(False)
 
-FAST = SharedTiming(lease=1.0, lease_try=0.2, interest=4.0, refresh=1.0, sync=0.3, retry=0.2)
+# Quick to notice and refresh; the lease as long as the default, so that a
+# renewal late on a loaded machine never lets a second process lead.
+FAST = SharedTiming(lease=10.0, lease_try=0.2, interest=4.0, refresh=1.0, sync=0.3, retry=0.2)
 
 
 def ending(status: str, at: float) -> RunScript:
@@ -317,3 +319,101 @@ async def test_an_end_missing_from_the_stream_is_found_in_the_kept_run(
         await raw.set(keys.run(uid), ea.Run(uid=uid, status="STOPPED").model_dump_json())
     await raw.aclose()
     assert processes.sent["only"] <= 3  # it ended by the kept run, not by polling
+
+
+async def test_two_clients_of_one_coordination_do_not_both_lead(
+    simulator: EdgesSimulator, workspace: Workspace, redis_url: str
+) -> None:
+    """One RedisCoordination shared by two clients: one polls, each status is told once."""
+    uid = run_ending(simulator, workspace, "SUCCEEDED", 1.0)
+    coordination = ea.RedisCoordination(redis_url)
+    sent: Counter[str] = Counter()
+    seen: list[str] = []
+    async with contextlib.AsyncExitStack() as stack:
+        clients = []
+        for name in "ab":
+
+            async def count(request: httpx.Request, name: str = name) -> None:
+                sent[name] += 1
+
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(transport=simulator.transport(), event_hooks={"request": [count]})
+            )
+            client = ea.AsyncClient(
+                API_KEY, http_client=http, coordination=coordination, limiter=NoRateLimit()
+            )
+            assert isinstance(client._poller, SharedPolling)
+            client._poller._timing = FAST
+            clients.append(await stack.enter_async_context(client))
+        async with anyio.create_task_group() as group:
+            for client in clients:
+                group.start_soon(
+                    lambda c=client: c.wait_for_run(
+                        uid, timeout=10, on_status_change=lambda run: seen.append(str(run.status))
+                    )
+                )
+    assert len([name for name in sent if sent[name]]) == 1, sent
+    assert set(Counter(seen).values()) == {2}  # each status once per waiter
+
+
+async def test_a_new_leader_does_not_tell_a_status_again_and_late_followers_get_it(
+    processes: Processes, simulator: EdgesSimulator, workspace: Workspace
+) -> None:
+    """The leader leaves; its successor's first poll repeats no status; a late follower
+    gets the status the first leader saw, at once."""
+    script = RunScript(steps=(("QUEUED", 0.0), ("RUNNING", 0.3), ("SUCCEEDED", 3.0)), outputs=1)
+    uid = simulator.add_run(workspace, script=script).uid
+    leader = await processes.start("leader")
+    follower = await processes.start("follower")
+    late = await processes.start("late")
+    seen: dict[str, list[str]] = {"follower": [], "late": []}
+
+    def recorder(name: str) -> Callable[[ea.Run], None]:
+        return lambda run: seen[name].append(str(run.status))
+
+    async def lead() -> None:
+        with pytest.raises(ea.ClientClosedError):
+            await leader.wait_for_run(uid, timeout=10)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(lead)
+        await anyio.sleep(0.1)
+        group.start_soon(
+            lambda: follower.wait_for_run(uid, timeout=10, on_status_change=recorder("follower"))
+        )
+        await anyio.sleep(1.0)  # the leader saw RUNNING
+        group.start_soon(
+            lambda: late.wait_for_run(uid, timeout=10, on_status_change=recorder("late"))
+        )
+        await anyio.sleep(0.5)
+        # The last status the leader saw, without a poll of its own.
+        assert seen["late"] == seen["follower"][-1:]
+        await leader.aclose()  # another process takes over
+    for statuses in seen.values():
+        assert len(statuses) == len(set(statuses))  # the successor repeated nothing
+        assert statuses[-1] == "SUCCEEDED"
+    assert seen["follower"][-len(seen["late"]) :] == seen["late"]
+    assert processes.sent["follower"] + processes.sent["late"] > 0  # the successor polled
+
+
+async def test_damaged_entries_and_kept_runs_end_no_wait(
+    processes: Processes, simulator: EdgesSimulator, workspace: Workspace, redis_url: str
+) -> None:
+    """A foreign entry the reader cannot read, and garbage under run:<uid>, are skipped."""
+    import redis.asyncio
+
+    uid = run_ending(simulator, workspace, "SUCCEEDED", 1.0)
+    client = await processes.start("a")
+    assert isinstance(client._poller, SharedPolling)
+    keys = client._poller._keys
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    await raw.set(keys.run(uid), b"{not json")
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: client.wait_for_run(uid, timeout=10))
+        await anyio.sleep(0.3)
+        other = "0b6e4f1c-2a3d-4e5f-8a9b-0c1d2e3f4a5b"
+        await raw.xadd(keys.events, {"k": "failed", "u": other, "e": "[]"})
+        await raw.xadd(keys.events, {"k": "ended", "u": uid, "r": "[1, 2]"})
+        await raw.xadd(keys.events, {"x": "y"})
+    await raw.aclose()
+    assert (await client.wait_for_run(uid, timeout=1)).status is ea.RunStatus.SUCCEEDED
