@@ -345,13 +345,16 @@ async def test_two_clients_of_one_coordination_do_not_both_lead(
             assert isinstance(client._poller, SharedPolling)
             client._poller._timing = FAST
             clients.append(await stack.enter_async_context(client))
+
+        async def wait(client: ea.AsyncClient) -> None:
+            def changed(run: ea.Run) -> None:
+                seen.append(str(run.status))
+
+            await client.wait_for_run(uid, timeout=10, on_status_change=changed)
+
         async with anyio.create_task_group() as group:
             for client in clients:
-                group.start_soon(
-                    lambda c=client: c.wait_for_run(
-                        uid, timeout=10, on_status_change=lambda run: seen.append(str(run.status))
-                    )
-                )
+                group.start_soon(wait, client)
     assert len([name for name in sent if sent[name]]) == 1, sent
     assert set(Counter(seen).values()) == {2}  # each status once per waiter
 
