@@ -18,7 +18,10 @@ same :class:`~._waiters.Polling` interface):
   hub, the leader's own waiters included (so nobody hears a thing twice).
   Callbacks received by any process and resumed runs go on the stream too:
   the leader's poller acts on them (a final callback is confirmed in the
-  leader's next poll).
+  leader's next poll). A run launched with callbacks a receiver of the
+  client takes is marked ``covered:<uid>``: the leader polls it as a safety
+  net only, as a lone client does. A process that only launches or receives
+  callbacks runs the task too, to write that news (and may lead).
 - **Redis failing.** The process polls its own waits with a local poller
   (within the limiter's fallback budget) until Redis answers again, then
   hands them back to the leader; logged once each way. No wait ends because
@@ -50,15 +53,18 @@ from ._polling import RunPoller
 from ._redis_keys import EXPIRE_INTEREST, INTEREST, Coordinated, SharedKeys, SharedTiming
 from ._run_events import (
     CallbackReceived,
+    CallbacksServed,
     RunChanged,
     RunEnded,
     RunEvents,
     RunFailed,
+    RunLaunched,
     RunResumed,
     WaitEvent,
 )
 from ._stream_entries import (
     CHANGED,
+    Covered,
     Watch,
     decode,
     encode,
@@ -79,6 +85,8 @@ _CHUNK = 500  # run uids per Redis command
 # How long a callback_ref_uid stays claimed: Edges' redeliveries come within minutes.
 _CLAIM_SECONDS = 3600
 _READ_COUNT = 1000  # stream entries per read
+# The leader poller's stand-in for "a callback URL some receiver takes".
+_COVERED = "edges-async:covered"
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -97,6 +105,7 @@ class SharedPolling:
         "_call_timeout",
         "_client_events",
         "_coordination",
+        "_covered_key",
         "_down",
         "_fallback",
         "_interest",
@@ -112,6 +121,7 @@ class SharedPolling:
         "_outbox",
         "_position",
         "_register",
+        "_served",
         "_status_key",
         "_stepping_out",
         "_stopping",
@@ -137,7 +147,7 @@ class SharedPolling:
         self._interest: dict[str, int] = {}  # uid -> this process's waiters
         self._last_seen: dict[str, Run] = {}
         self._register: list[str] = []  # uids to announce
-        self._outbox: deque[CallbackReceived | RunResumed | WaitEvent] = (
+        self._outbox: deque[CallbackReceived | RunResumed | Covered | WaitEvent] = (
             deque()
         )  # events to write to Redis, in order
         self._led: set[str] = set()  # runs the leader poller follows (or just saw end)
@@ -151,6 +161,9 @@ class SharedPolling:
         self._token = f"{coordination.process_token}:{secrets.token_hex(4)}"
         self._status_key: Callable[[str], str] = lambda uid: coordination.key(
             workspace, "status", uid
+        )
+        self._covered_key: Callable[[str], str] = lambda uid: coordination.key(
+            workspace, "covered", uid
         )
         # The longest one Redis call may take (a blocking read included).
         timeout = getattr(coordination, "socket_timeout", None)
@@ -172,6 +185,12 @@ class SharedPolling:
         # The stand-in while Redis fails: publishes to this client's waiters directly.
         self._fallback = make_poller(events)
         events.subscribe(RunResumed, self._queue)
+        # Runs launched with callbacks that this process's receivers take are
+        # polled by the leader as a safety net only, as a lone client does.
+        self._served: set[str] = set()
+        events.subscribe(CallbacksServed, lambda served: self._served.add(served.url))
+        events.subscribe(RunLaunched, self._launched)
+        self._leader_events.publish(CallbacksServed(_COVERED))
         events.subscribe(RunEnded, self._settled)  # also what the stand-in saw
         events.subscribe(RunFailed, self._settled)
 
@@ -217,6 +236,10 @@ class SharedPolling:
         if self._local:
             return self._fallback.last_state(uid)
         return self._last_seen.get(uid) or Run(uid=uid)
+
+    def _launched(self, event: RunLaunched) -> None:
+        if event.callback_url is not None and event.callback_url in self._served:
+            self._queue(Covered(event.run_uid.lower()))
 
     def _settled(self, event: RunEnded | RunFailed) -> None:
         """A run's wait is over here: this process is interested in it no more."""
@@ -455,6 +478,8 @@ class SharedPolling:
             return
         elif isinstance(entry, (CallbackReceived, RunResumed)):
             self._leader_events.publish(entry)
+        elif isinstance(entry, Covered):
+            self._leader_events.publish(RunLaunched(entry.run_uid, _COVERED))
         elif isinstance(entry, Watch):
             self._news.extend(entry.uids)
             if self._lead_wake is not None:
@@ -462,9 +487,10 @@ class SharedPolling:
 
     # -- writing: interests, the leader's news, callbacks -------------------------------
 
-    def _queue(self, event: CallbackReceived | RunResumed | WaitEvent) -> None:
+    def _queue(self, event: CallbackReceived | RunResumed | Covered | WaitEvent) -> None:
+        """Write ``event`` to Redis soon, starting the task if this process waits for nothing."""
         self._outbox.append(event)
-        self._nudge()
+        self._start()
 
     async def _write(self) -> None:
         assert self._wake is not None
@@ -519,7 +545,7 @@ class SharedPolling:
                 if ended is not None:
                     self._heard(RunEnded(uid, ended))
 
-    async def _send(self, event: CallbackReceived | RunResumed | WaitEvent) -> None:
+    async def _send(self, event: CallbackReceived | RunResumed | Covered | WaitEvent) -> None:
         keys = self._keys
         if isinstance(event, RunChanged):  # told unless this status was told already
             changed = self._redis.register_script(CHANGED)
@@ -544,6 +570,8 @@ class SharedPolling:
                 )
             elif isinstance(event, RunResumed):
                 pipe.delete(keys.run(event.run_uid.lower()))
+            elif isinstance(event, Covered):
+                pipe.set(self._covered_key(event.run_uid), b"1", ex=round(self._timing.keep_ended))
             if isinstance(event, (RunEnded, RunFailed)):
                 pipe.zrem(keys.watched, event.run_uid)
                 pipe.delete(self._status_key(event.run_uid))
@@ -609,6 +637,12 @@ class SharedPolling:
         for start in range(0, len(ordered), _CHUNK):
             chunk = ordered[start : start + _CHUNK]
             kept = await self._bounded(self._redis.mget([self._keys.run(uid) for uid in chunk]))
+            covered = await self._bounded(
+                self._redis.mget([self._covered_key(uid) for uid in chunk])
+            )
+            for uid, flag in zip(chunk, covered, strict=True):
+                if flag is not None:  # told before this leader's poller follows it
+                    self._leader_events.publish(RunLaunched(uid, _COVERED))
             ended = [uid for uid, found in zip(chunk, kept, strict=True) if kept_run(found)]
             if ended:
                 await self._bounded(self._redis.zrem(self._keys.watched, *ended))

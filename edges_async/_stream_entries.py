@@ -5,7 +5,8 @@ runs its waiters wait for. An entry is a flat map of short byte fields:
 
 - ``k``: the kind — ``changed`` / ``ended`` / ``failed`` (the polling leader
   saw it), ``callback`` (a process received a callback), ``watch`` (a process
-  started waiting for runs: the leader follows them at once), ``resumed``;
+  started waiting for runs: the leader follows them at once), ``resumed``,
+  ``covered`` (a run launched with callbacks a receiver of the workspace takes);
 - ``u``: the run uid, lower-case (``watch``: the uids, space-separated);
 - ``r``: the run, as JSON (``changed``, ``ended``);
 - ``e``: the error, as JSON (``failed``): its class, message and, for an
@@ -43,6 +44,7 @@ from ._run_events import CallbackReceived, RunChanged, RunEnded, RunFailed, RunR
 
 __all__ = [
     "CHANGED",
+    "Covered",
     "Entry",
     "Watch",
     "decode",
@@ -65,12 +67,24 @@ class Watch:
     uids: tuple[str, ...]
 
 
-Entry = RunChanged | RunEnded | RunFailed | CallbackReceived | RunResumed | Watch
+@final
+@dataclass(frozen=True, slots=True)
+class Covered:
+    """A run was launched with callbacks some process's receiver takes: poll it as a safety net."""
+
+    run_uid: str
+
+
+Entry = RunChanged | RunEnded | RunFailed | CallbackReceived | RunResumed | Watch | Covered
 """What a stream entry says, as the event published in-process."""
 
 
-def encode(event: RunChanged | RunEnded | RunFailed | CallbackReceived | RunResumed) -> Fields:
+def encode(
+    event: RunChanged | RunEnded | RunFailed | CallbackReceived | RunResumed | Covered,
+) -> Fields:
     """The stream fields for ``event``."""
+    if isinstance(event, Covered):
+        return {b"k": b"covered", b"u": event.run_uid.encode()}
     if isinstance(event, RunChanged):
         return {b"k": b"changed", b"u": event.run_uid.encode(), b"r": _run_json(event.run)}
     if isinstance(event, RunEnded):
@@ -109,6 +123,8 @@ def decode(fields: Mapping[bytes, bytes]) -> Entry | None:
             return RunResumed(uid)
         if kind == b"watch":
             return Watch(tuple(uid.split()))
+        if kind == b"covered":
+            return Covered(uid)
     except Exception:  # a foreign or damaged entry must not end anybody's wait
         return None
     return None

@@ -25,7 +25,7 @@ from edges_async.testing import EdgesSimulator, NoRateLimit, RunScript, Workspac
 
 from .conftest import API_KEY
 from .redis_server import RedisServer
-from .test_callbacks import SECRET, callback_body
+from .test_callbacks import SECRET, callback_body, status_polls
 
 pytestmark = pytest.mark.looptime(False)
 
@@ -420,3 +420,25 @@ async def test_damaged_entries_and_kept_runs_end_no_wait(
         await raw.xadd(keys.events, {"x": "y"})
     await raw.aclose()
     assert (await client.wait_for_run(uid, timeout=1)).status is ea.RunStatus.SUCCEEDED
+
+
+async def test_a_run_whose_callbacks_a_worker_takes_is_polled_as_a_safety_net_only(
+    processes: Processes, simulator: EdgesSimulator
+) -> None:
+    """Launched by a with a callback its receiver takes, waited for by b: the leader polls
+    it as rarely as a lone client would; a run without callbacks is polled all along."""
+    a = await processes.start("a")
+    b = await processes.start("b")
+    receiver = CallbackReceiver(a, secret=SECRET)
+    simulator.script_runs(ending("SUCCEEDED", 60.0), ending("SUCCEEDED", 60.0))
+    covered = await a.actions.run_async(
+        "a", inputs=[{}], callback=receiver.callback("https://app.example/edges/callbacks")
+    )
+    with pytest.raises(ea.WaitTimeoutError):
+        await b.wait_for_run(covered.uid, timeout=3)
+    # The first look only (the safety net comes after 30 s).
+    assert status_polls(simulator, covered.uid) == 1
+    plain = await a.actions.run_async("a", inputs=[{}])
+    with pytest.raises(ea.WaitTimeoutError):
+        await b.wait_for_run(plain.uid, timeout=3)
+    assert status_polls(simulator, plain.uid) >= 2  # polled on
