@@ -21,17 +21,22 @@ with each callback). So the receiver, in this order:
 
 Nothing in between awaits the network (the answer is fast), except with a
 client coordinated through Redis: there the callback is claimed in Redis
-first (``SET NX``: a delivery that reached another worker counts once) and
-put on the workspace's stream before the 200, so a crash right after the
-answer loses nothing and waits in every process hear it.
+first (``SET NX``: a delivery that reached another worker counts once), kept
+in its run's stream in Redis (:mod:`._shared_run_streams`: read by
+:meth:`CallbackReceiver.events` in any process; the buffer bounds hold over
+the whole workspace, and a 503 gives the claim back) and put on the
+workspace's stream before the 200, so a crash right after the answer loses
+nothing and waits in every process hear it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, final
 
 import pydantic
@@ -43,6 +48,7 @@ from ._params import check_run_uid
 from ._run_events import CallbackReceived, CallbacksServed, RunEvents
 from ._run_streams import CallbackReader, RunStreams
 from ._shared_polling import SharedPolling
+from ._shared_run_streams import ClientClosed, SharedRunStreams
 
 if TYPE_CHECKING:
     import uuid
@@ -102,7 +108,8 @@ class CallbackReceiver:
         header: The header name carrying it.
         max_body_bytes: Bodies over this size are refused with 413.
         max_buffered_results: Partial results held for readers of
-            :meth:`results` over every run; past it, callbacks get 503.
+            :meth:`results` over every run (with a client coordinated through
+            Redis, over the workspace's); past it, callbacks get 503.
         max_buffered_bytes: The bytes of callback bodies held for readers of
             :meth:`events` over every run (each event counts the size of the
             body it arrived in; parsed, it takes a few times that); past it,
@@ -119,6 +126,7 @@ class CallbackReceiver:
         "_secret",
         "_seen",
         "_shared",
+        "_shared_streams",
         "_streams",
         "header",
     )
@@ -159,6 +167,20 @@ class CallbackReceiver:
         self._max_body = max_body_bytes
         self._seen: dict[bytes, None] = {}
         self._streams = RunStreams(max_buffered_results, max_buffered_bytes)
+        # Coordinated, the runs' streams live in Redis (readable in any process);
+        # this process's buffer only holds what is taken while Redis fails.
+        shared = self._shared
+        self._shared_streams = (
+            None
+            if shared is None or client is None
+            else SharedRunStreams(
+                partial(_redis_of, client, shared),
+                shared._keys,
+                self._streams,
+                max_buffered_results=max_buffered_results,
+                max_buffered_bytes=max_buffered_bytes,
+            )
+        )
 
     # -- for launching -----------------------------------------------------------
 
@@ -206,7 +228,15 @@ class CallbackReceiver:
 
         Wrap it in ``anyio.fail_after`` to bound the wait: a callback Edges
         never delivers would otherwise be awaited forever.
+
+        With a client coordinated through Redis, the run's callbacks taken by
+        any process of the workspace, by the same rules across processes (a
+        second reader in another process raises ``RuntimeError`` too); see
+        :mod:`edges_async._shared_run_streams` for the details and what
+        readers see while Redis fails.
         """
+        if self._shared_streams is not None:
+            return self._shared_streams.events(check_run_uid(run_uid))
         return self._streams.events(check_run_uid(run_uid))
 
     def results(self, run_uid: str | uuid.UUID) -> CallbackReader[Any]:
@@ -221,6 +251,8 @@ class CallbackReceiver:
         the total count with the run's ``output_count`` to check that nothing
         is missing: the API documents that check for callbacks.
         """
+        if self._shared_streams is not None:
+            return self._shared_streams.results(check_run_uid(run_uid))
         return self._streams.results(check_run_uid(run_uid))
 
     # -- serving -------------------------------------------------------------------
@@ -273,7 +305,11 @@ class CallbackReceiver:
         if self._shared is not None and not await self._shared.claim(ref):
             remember(self._seen, ref, None, limit=_MAX_SEEN)
             return None  # another process took it
-        if not self._streams.add(event, body):
+        if self._shared_streams is not None:
+            taken = await self._shared_streams.add(event, body)
+        else:
+            taken = self._streams.add(event, body)
+        if not taken:
             if self._shared is not None:
                 await self._shared.unclaim(ref)  # for the delivery Edges will try again
             raise _Refused(503, "Callback buffer full", ((b"retry-after", b"30"),))
@@ -303,6 +339,27 @@ class CallbackReceiver:
             f"<CallbackReceiver header={self.header!r}"
             f" buffered_bytes={self._streams.buffered_bytes}>"
         )
+
+
+@contextlib.asynccontextmanager
+async def _redis_of(client: AsyncClient, shared: SharedPolling) -> AsyncIterator[Any]:
+    """The coordinated client's Redis, kept open while used (never reopened once closed).
+
+    Counted as a user of the coordination's connection like an open client
+    is, so that closing the client meanwhile does not close it under the
+    command (a client never entered never closes it).
+    """
+    coordination = client._coordination
+    if client.is_closed or coordination is None:
+        raise ClientClosed("the receiver's client is closed")
+    if not client._joined:
+        yield shared._redis
+        return
+    await coordination._acquire_client()
+    try:
+        yield shared._redis
+    finally:
+        await coordination._release_client()
 
 
 def _first_error(exc: Exception) -> str:

@@ -9,7 +9,10 @@ Cluster keeps them on one node):
 - ``leader``: the polling lease;
 - ``run:<uid>``: a run that ended, as JSON, kept a day for waits that start late;
 - ``callback:<digest>``: a callback taken by some process (an hour), by a
-  digest of its ``callback_ref_uid``.
+  digest of its ``callback_ref_uid``;
+- ``callbacks:...``: the callbacks taken and not read yet, per run, for
+  ``CallbackReceiver.events`` / ``.results`` in any process (the layout is in
+  :mod:`._shared_run_streams`).
 
 Times in scores come from Redis ``TIME`` (inside the scripts), never from a
 process's clock: processes on several hosts disagree on the time.
@@ -52,6 +55,7 @@ class SharedKeys:
     leader: str
     run: Callable[[str], str]
     callback: Callable[[str], str]
+    callbacks: Callable[[str], str]
 
     @classmethod
     def of(cls, coordination: Coordinated, workspace: str) -> SharedKeys:
@@ -62,6 +66,7 @@ class SharedKeys:
             leader=coordination.key(workspace, "leader"),
             run=lambda uid: coordination.key(workspace, "run", uid),
             callback=lambda ref: coordination.key(workspace, "callback", ref),
+            callbacks=lambda rest: coordination.key(workspace, "callbacks", rest),
         )
 
 
