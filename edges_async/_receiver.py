@@ -302,9 +302,12 @@ class CallbackReceiver:
         ref = hashlib.blake2b(event.callback_ref_uid.encode(), digest_size=16).digest()
         if ref in self._seen:
             return None
-        if self._shared is not None and not await self._shared.claim(ref):
+        claim = await self._shared.claim(ref) if self._shared is not None else "ours"
+        if claim == "done":
             remember(self._seen, ref, None, limit=_MAX_SEEN)
             return None  # another process took it
+        if claim == "busy":  # another process is taking it: if it dies, the next is ours
+            raise _Refused(503, "Callback being taken elsewhere", ((b"retry-after", b"5"),))
         if self._shared_streams is not None:
             taken = await self._shared_streams.add(event, body)
         else:
@@ -315,7 +318,7 @@ class CallbackReceiver:
             raise _Refused(503, "Callback buffer full", ((b"retry-after", b"30"),))
         remember(self._seen, ref, None, limit=_MAX_SEEN)
         if self._shared is not None:
-            await self._shared.tell(event)  # on the stream before the 200
+            await self._shared.tell(event, ref)  # on the stream before the 200
         self._events.publish(CallbackReceived(event))
         return event
 

@@ -41,7 +41,7 @@ import math
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar, final
+from typing import Any, Literal, TypeVar, final
 
 import anyio
 
@@ -82,8 +82,21 @@ _T = TypeVar("_T")
 logger = logging.getLogger("edges_async")
 
 _CHUNK = 500  # run uids per Redis command
-# How long a callback_ref_uid stays claimed: Edges' redeliveries come within minutes.
+# How long a callback_ref_uid stays claimed once taken: Edges' redeliveries
+# come within minutes; and while a process takes it (dies: the next delivery
+# is taken elsewhere).
 _CLAIM_SECONDS = 3600
+_PENDING_SECONDS = 30
+# KEYS[1] the claim; ARGV[1] seconds a pending claim lasts.
+_CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], 'pending', 'EX', ARGV[1])
+  return 'ours'
+end
+if held == 'pending' then return 'busy' end
+return 'done'
+"""
 _READ_COUNT = 1000  # stream entries per read
 # The leader poller's stand-in for "a callback URL some receiver takes".
 _COVERED = "edges-async:covered"
@@ -262,31 +275,43 @@ class SharedPolling:
 
     # -- callbacks (for a CallbackReceiver of this client) -----------------------------
 
-    async def claim(self, ref: bytes) -> bool:
-        """Claim the callback whose ``callback_ref_uid`` digests to ``ref``; false if taken.
+    async def claim(self, ref: bytes) -> Literal["ours", "busy", "done"]:
+        """Claim the callback whose ``callback_ref_uid`` digests to ``ref``.
 
-        With Redis failing, every callback is this process's to take.
+        ``"ours"``: this process takes it (claimed for ``_PENDING_SECONDS``
+        until :meth:`tell` marks it done: a process that dies in between lets
+        Edges' next delivery be taken); ``"busy"``: another process is taking
+        it right now (answer 503: if it dies, the next delivery is ours);
+        ``"done"``: taken already (a duplicate). With Redis failing, every
+        callback is this process's to take.
         """
         key = self._keys.callback(ref.hex())
         try:
-            return bool(await self._bounded(self._redis.set(key, b"1", nx=True, ex=_CLAIM_SECONDS)))
+            claim = self._redis.register_script(_CLAIM)
+            answer = await self._bounded(claim(keys=[key], args=[_PENDING_SECONDS]))
         except _redis_errors():
-            return True
+            return "ours"
+        return "busy" if answer == b"busy" else "done" if answer == b"done" else "ours"
 
     async def unclaim(self, ref: bytes) -> None:
         """Give a claimed callback up (this process could not keep it)."""
         with contextlib.suppress(*_redis_errors()):
             await self._bounded(self._redis.delete(self._keys.callback(ref.hex())))
 
-    async def tell(self, event: CallbackEvent) -> None:
+    async def tell(self, event: CallbackEvent, ref: bytes) -> None:
         """Put a callback taken here on the stream, for the leader and every waiter.
 
-        With Redis failing it waits in this process's outbox; this process's
-        own waits hear it through the client's hub all the same.
+        Then its claim is marked done (an hour: Edges' redeliveries come
+        within minutes). With Redis failing it waits in this process's
+        outbox; this process's own waits hear it through the client's hub
+        all the same.
         """
         received = CallbackReceived(event)
         try:
             await self._send(received)
+            await self._bounded(
+                self._redis.set(self._keys.callback(ref.hex()), b"done", ex=_CLAIM_SECONDS)
+            )
         except _redis_errors():
             self._queue(received)
 

@@ -8,6 +8,7 @@ simulator in-process and one real Redis, in real time (short runs).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -442,3 +443,34 @@ async def test_a_run_whose_callbacks_a_worker_takes_is_polled_as_a_safety_net_on
     with pytest.raises(ea.WaitTimeoutError):
         await b.wait_for_run(plain.uid, timeout=3)
     assert status_polls(simulator, plain.uid) >= 2  # polled on
+
+
+async def test_a_callback_claimed_by_a_worker_that_died_is_taken_by_the_next_delivery(
+    processes: Processes,
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A claims a callback and dies before keeping it: B answers 503 meanwhile, then takes
+    the redelivery once the claim lapses (never a 200 "duplicate" for a callback nobody kept)."""
+    monkeypatch.setattr("edges_async._shared_polling._PENDING_SECONDS", 1)
+    uid = run_ending(simulator, workspace, "SUCCEEDED", 60.0)
+    a, b = await processes.start("a"), await processes.start("b")
+    body = callback_body(uid, "RUNNING", ref="ref-orphaned")
+    assert isinstance(a._poller, SharedPolling)
+    ref = hashlib.blake2b(b"ref-orphaned", digest_size=16).digest()
+    assert await a._poller.claim(ref) == "ours"  # ... and A dies here
+    receiver = CallbackReceiver(b, secret=SECRET)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=receiver),
+        base_url="https://app.example/cb",
+        headers={DEFAULT_SECRET_HEADER: SECRET},
+    ) as edges:
+        busy = await edges.post("", json=body)
+        await anyio.sleep(1.2)
+        taken = await edges.post("", json=body)
+        again = await edges.post("", json=body)
+    assert busy.status_code == 503
+    assert busy.headers["retry-after"] == "5"
+    assert taken.json() == {"ok": True, "duplicate": False}
+    assert again.json() == {"ok": True, "duplicate": True}
