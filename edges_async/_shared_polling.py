@@ -9,9 +9,10 @@ same :class:`~._waiters.Polling` interface):
   wait lasts) and are announced on the events stream, so the leader polls
   them at once. A run that ended before the wait began is read from
   ``run:<uid>``, kept a day.
-- **One leader.** The process holding the lease (:mod:`._leadership`) runs
-  an ordinary :class:`~._polling.RunPoller` on every watched run, on a hub of
-  its own whose news goes to the stream (an ended run also to ``run:<uid>``).
+- **One leader.** The process holding the lease (:mod:`._poll_leader`, on
+  :mod:`._leadership`) runs an ordinary :class:`~._polling.RunPoller` on every
+  watched run, on a hub of its own whose news this module writes to the
+  stream (an ended run also to ``run:<uid>``).
   The other processes only read; a dead leader is replaced within the lease.
 - **One stream.** Every process reads the stream from where it joined and
   hands each event of a run it waits for to its waiters through the client's
@@ -45,12 +46,14 @@ from typing import Any, Literal, TypeVar, final
 
 import anyio
 
+from . import _callback_claims as claims
 from ._callback_models import CallbackEvent
 from ._exceptions import EdgesError
-from ._leadership import Lease
 from ._models import Run
+from ._poll_leader import PollLeader
 from ._polling import RunPoller
-from ._redis_keys import EXPIRE_INTEREST, INTEREST, Coordinated, SharedKeys, SharedTiming
+from ._redis_calls import bounded, redis_errors
+from ._redis_keys import INTEREST, Coordinated, SharedKeys, SharedTiming
 from ._run_events import (
     CallbackReceived,
     CallbacksServed,
@@ -82,32 +85,7 @@ _T = TypeVar("_T")
 logger = logging.getLogger("edges_async")
 
 _CHUNK = 500  # run uids per Redis command
-# How long a callback_ref_uid stays claimed once taken: Edges' redeliveries
-# come within minutes; and while a process takes it (dies: the next delivery
-# is taken elsewhere).
-_CLAIM_SECONDS = 3600
-_PENDING_SECONDS = 30
-# KEYS[1] the claim; ARGV[1] seconds a pending claim lasts.
-_CLAIM = """
-local held = redis.call('GET', KEYS[1])
-if not held then
-  redis.call('SET', KEYS[1], 'pending', 'EX', ARGV[1])
-  return 'ours'
-end
-if held == 'pending' then return 'busy' end
-return 'done'
-"""
 _READ_COUNT = 1000  # stream entries per read
-# The leader poller's stand-in for "a callback URL some receiver takes".
-_COVERED = "edges-async:covered"
-
-
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    # TimeoutError: a call bounded by _bounded (a stalled Redis, a client
-    # given without a socket timeout) counts as Redis failing.
-    from redis.exceptions import RedisError
-
-    return (RedisError, OSError, TimeoutError)
 
 
 @final
@@ -124,13 +102,8 @@ class SharedPolling:
         "_interest",
         "_keys",
         "_last_seen",
-        "_lead_wake",
         "_leader",
-        "_leader_events",
-        "_lease",
-        "_led",
         "_local",
-        "_news",
         "_outbox",
         "_position",
         "_register",
@@ -140,7 +113,6 @@ class SharedPolling:
         "_stopping",
         "_task",
         "_timing",
-        "_token",
         "_wake",
     )
 
@@ -163,15 +135,12 @@ class SharedPolling:
         self._outbox: deque[CallbackReceived | RunResumed | Covered | WaitEvent] = (
             deque()
         )  # events to write to Redis, in order
-        self._led: set[str] = set()  # runs the leader poller follows (or just saw end)
-        self._news: list[str] = []  # runs announced on the stream, for the leader
-        self._lease: Lease | None = None
         self._position: bytes | None = None  # the last stream entry read
         self._stepping_out = False  # the task cleans up after a cancel
         self._stopping: asyncio.Task[None] | None = None  # a task still cleaning up
         # Per SharedPolling, not per coordination: two clients sharing one
         # coordination must not both think they hold the lease.
-        self._token = f"{coordination.process_token}:{secrets.token_hex(4)}"
+        token = f"{coordination.process_token}:{secrets.token_hex(4)}"
         self._status_key: Callable[[str], str] = lambda uid: coordination.key(
             workspace, "status", uid
         )
@@ -187,14 +156,17 @@ class SharedPolling:
         self._down = False  # Redis failed and has not answered since (logged)
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
-        self._lead_wake: asyncio.Event | None = None
-        # The leader's poller publishes on a hub of its own: what it sees goes
-        # to the stream, and comes back to every process's waiters from there.
-        self._leader_events = RunEvents()
-        self._leader = make_poller(self._leader_events)
-        self._leader_events.subscribe(RunChanged, self._queue)
-        self._leader_events.subscribe(RunEnded, self._queue)
-        self._leader_events.subscribe(RunFailed, self._queue)
+        # What the leader's poller sees goes to the stream, and comes back to
+        # every process's waiters from there.
+        self._leader = PollLeader(
+            keys=self._keys,
+            timing=self._timing,
+            token=token,
+            covered_key=self._covered_key,
+            make_poller=make_poller,
+            tell=self._queue,
+            bounded=self._bounded,
+        )
         # The stand-in while Redis fails: publishes to this client's waiters directly.
         self._fallback = make_poller(events)
         events.subscribe(RunResumed, self._queue)
@@ -203,7 +175,6 @@ class SharedPolling:
         self._served: set[str] = set()
         events.subscribe(CallbacksServed, lambda served: self._served.add(served.url))
         events.subscribe(RunLaunched, self._launched)
-        self._leader_events.publish(CallbacksServed(_COVERED))
         events.subscribe(RunEnded, self._settled)  # also what the stand-in saw
         events.subscribe(RunFailed, self._settled)
 
@@ -278,7 +249,7 @@ class SharedPolling:
     async def claim(self, ref: bytes) -> Literal["ours", "busy", "done"]:
         """Claim the callback whose ``callback_ref_uid`` digests to ``ref``.
 
-        ``"ours"``: this process takes it (claimed for ``_PENDING_SECONDS``
+        ``"ours"``: this process takes it (claimed for ``PENDING_SECONDS``
         until :meth:`tell` marks it done: a process that dies in between lets
         Edges' next delivery be taken); ``"busy"``: another process is taking
         it right now (answer 503: if it dies, the next delivery is ours);
@@ -287,15 +258,15 @@ class SharedPolling:
         """
         key = self._keys.callback(ref.hex())
         try:
-            claim = self._redis.register_script(_CLAIM)
-            answer = await self._bounded(claim(keys=[key], args=[_PENDING_SECONDS]))
-        except _redis_errors():
+            claim = self._redis.register_script(claims.CLAIM)
+            answer = await self._bounded(claim(keys=[key], args=[claims.PENDING_SECONDS]))
+        except redis_errors():
             return "ours"
-        return "busy" if answer == b"busy" else "done" if answer == b"done" else "ours"
+        return claims.claim_answer(answer)
 
     async def unclaim(self, ref: bytes) -> None:
         """Give a claimed callback up (this process could not keep it)."""
-        with contextlib.suppress(*_redis_errors()):
+        with contextlib.suppress(*redis_errors()):
             await self._bounded(self._redis.delete(self._keys.callback(ref.hex())))
 
     async def tell(self, event: CallbackEvent, ref: bytes) -> None:
@@ -310,9 +281,9 @@ class SharedPolling:
         try:
             await self._send(received)
             await self._bounded(
-                self._redis.set(self._keys.callback(ref.hex()), b"done", ex=_CLAIM_SECONDS)
+                self._redis.set(self._keys.callback(ref.hex()), b"done", ex=claims.DONE_SECONDS)
             )
-        except _redis_errors():
+        except redis_errors():
             self._queue(received)
 
     # -- the task --------------------------------------------------------------------
@@ -320,7 +291,6 @@ class SharedPolling:
     def _start(self) -> None:
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
-            self._lead_wake = asyncio.Event()
             self._position = None
             self._task = asyncio.get_running_loop().create_task(
                 self._run(self._stopping), name="edges_async shared run polling"
@@ -350,7 +320,7 @@ class SharedPolling:
             # One task at a time: the last one still steps down and flushes.
             with anyio.CancelScope(shield=True):
                 await asyncio.wait({previous})
-        errors = _redis_errors()
+        errors = redis_errors()
         loop = asyncio.get_running_loop()
         failed_at = -math.inf
         try:
@@ -378,7 +348,7 @@ class SharedPolling:
             self._stepping_out = True
             try:
                 with anyio.CancelScope(shield=True):
-                    await self._step_down()
+                    await self._leader.step_down()
                     await self._flush()
             finally:
                 self._stepping_out = False
@@ -391,7 +361,7 @@ class SharedPolling:
         whoever leads next.
         """
         with anyio.move_on_after(1.0):
-            with contextlib.suppress(*_redis_errors()):
+            with contextlib.suppress(*redis_errors()):
                 await self._drain()
 
     async def _drain(self) -> None:
@@ -418,20 +388,19 @@ class SharedPolling:
                 len(self._interest),
             )
         self._register = list(self._interest)  # all of them: Redis may have lost them
-        self._lease = Lease(redis, self._keys.leader, self._token, self._timing.lease)
         failure: list[BaseException] = []
 
         async def guarded(part: Callable[[], Any]) -> None:
             try:
                 await part()
-            except _redis_errors() as exc:
+            except redis_errors() as exc:
                 failure.append(exc)
                 group.cancel_scope.cancel()
 
         async with anyio.create_task_group() as group:
             group.start_soon(guarded, self._read)
             group.start_soon(guarded, self._write)
-            group.start_soon(guarded, self._lead)
+            group.start_soon(guarded, lambda: self._leader.run(redis))
         if failure:
             raise failure[0]
 
@@ -445,7 +414,7 @@ class SharedPolling:
                 failure,
                 len(self._interest),
             )
-        await self._step_down()
+        await self._leader.step_down()
         self._local = True
         self._fallback.follow(list(self._interest), wants_changes=False)
         try:
@@ -460,8 +429,7 @@ class SharedPolling:
 
     async def _bounded(self, call: Awaitable[_T]) -> _T:
         """Await one Redis call, for at most ``_call_timeout`` (``TimeoutError`` past it)."""
-        with anyio.fail_after(self._call_timeout):
-            return await call
+        return await bounded(call, self._call_timeout)
 
     async def _answers(self) -> bool:
         """Whether Redis answers a PING on a fresh connection."""
@@ -472,7 +440,7 @@ class SharedPolling:
                 await self._bounded(self._redis.ping())
         except TimeoutError:
             return False
-        except _redis_errors():
+        except redis_errors():
             return False
         return True
 
@@ -499,16 +467,8 @@ class SharedPolling:
             if isinstance(entry, RunChanged):
                 self._last_seen[uid] = entry.run
             self._client_events.publish(entry)  # an end reaches _settled too
-        elif not self._leading:
-            return
-        elif isinstance(entry, (CallbackReceived, RunResumed)):
-            self._leader_events.publish(entry)
-        elif isinstance(entry, Covered):
-            self._leader_events.publish(RunLaunched(entry.run_uid, _COVERED))
-        elif isinstance(entry, Watch):
-            self._news.extend(entry.uids)
-            if self._lead_wake is not None:
-                self._lead_wake.set()
+        elif isinstance(entry, (CallbackReceived, RunResumed, Covered, Watch)):
+            self._leader.hear(entry)
 
     # -- writing: interests, the leader's news, callbacks -------------------------------
 
@@ -608,82 +568,4 @@ class SharedPolling:
             )
             await self._bounded(pipe.execute())
         if isinstance(event, (RunEnded, RunFailed)):
-            self._led.discard(event.run_uid)  # out of the watched set now
-
-    # -- leading --------------------------------------------------------------------------
-
-    @property
-    def _leading(self) -> bool:
-        return self._lease is not None and self._lease.held
-
-    async def _lead(self) -> None:
-        """Hold the lease when free; while held, poll every watched run."""
-        assert self._lead_wake is not None
-        assert self._lease is not None
-        lease = self._lease
-        expire = self._redis.register_script(EXPIRE_INTEREST)
-        loop = asyncio.get_running_loop()
-        tried = synced = -math.inf
-        while True:
-            if loop.time() - tried >= self._timing.lease_try:
-                tried = loop.time()
-                was_held = lease.held
-                if await self._bounded(lease.hold()):
-                    if not was_held:
-                        synced = -math.inf
-                        logger.info("This process polls the workspace's runs for all processes")
-                elif self._led:
-                    await self._step_down(release=False)
-            if lease.held:
-                if loop.time() - synced >= self._timing.sync:
-                    synced = loop.time()
-                    watched = await self._bounded(expire(keys=[self._keys.watched]))
-                    await self._follow_watched({uid.decode() for uid in watched})
-                news, self._news = self._news, []
-                if news:
-                    await self._follow_new(set(news) - self._led)
-            self._lead_wake.clear()
-            wake_at = tried + self._timing.lease_try
-            if lease.held:
-                wake_at = min(wake_at, synced + self._timing.sync)
-            with anyio.move_on_after(wake_at - loop.time()):
-                await self._lead_wake.wait()
-
-    async def _follow_watched(self, watched: set[str]) -> None:
-        gone = self._led - watched
-        if gone:
-            self._led -= gone
-            self._leader.unfollow(gone, wants_changes=False)
-        await self._follow_new(watched - self._led)
-
-    async def _follow_new(self, uids: set[str]) -> None:
-        """Poll ``uids``, except the runs that ended already (no longer watched then)."""
-        ordered = sorted(uids)
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start : start + _CHUNK]
-            kept = await self._bounded(self._redis.mget([self._keys.run(uid) for uid in chunk]))
-            covered = await self._bounded(
-                self._redis.mget([self._covered_key(uid) for uid in chunk])
-            )
-            for uid, flag in zip(chunk, covered, strict=True):
-                if flag is not None:  # told before this leader's poller follows it
-                    self._leader_events.publish(RunLaunched(uid, _COVERED))
-            ended = [uid for uid, found in zip(chunk, kept, strict=True) if kept_run(found)]
-            if ended:
-                await self._bounded(self._redis.zrem(self._keys.watched, *ended))
-            follow = [uid for uid, found in zip(chunk, kept, strict=True) if not kept_run(found)]
-            self._led.update(follow)
-            self._leader.follow(follow, wants_changes=False)
-
-    async def _step_down(self, *, release: bool = True) -> None:
-        """Stop polling for the workspace (lease lost, Redis failing, or leaving)."""
-        led, self._led = self._led, set()
-        self._leader.unfollow(led, wants_changes=False)
-        await self._leader.stop_if_idle()
-        lease = self._lease
-        if release and lease is not None and lease.held:
-            with anyio.move_on_after(1.0):
-                try:
-                    await self._bounded(lease.release())
-                except _redis_errors():
-                    pass  # it lapses on its own
+            self._leader.written(event.run_uid)  # out of the watched set now

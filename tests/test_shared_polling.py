@@ -453,7 +453,7 @@ async def test_a_callback_claimed_by_a_worker_that_died_is_taken_by_the_next_del
 ) -> None:
     """A claims a callback and dies before keeping it: B answers 503 meanwhile, then takes
     the redelivery once the claim lapses (never a 200 "duplicate" for a callback nobody kept)."""
-    monkeypatch.setattr("edges_async._shared_polling._PENDING_SECONDS", 1)
+    monkeypatch.setattr("edges_async._callback_claims.PENDING_SECONDS", 1)
     uid = run_ending(simulator, workspace, "SUCCEEDED", 60.0)
     a, b = await processes.start("a"), await processes.start("b")
     body = callback_body(uid, "RUNNING", ref="ref-orphaned")
