@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Final, Generic, TypeVar, cast, final
+from typing import Any, Final, Generic, Protocol, TypeVar, cast, final
 
 from ._callback_models import CallbackEvent
 
-__all__ = ["CallbackReader", "RunStreams"]
+__all__ = ["CallbackReader", "ReaderSource", "RunStreams"]
 
 T = TypeVar("T")
 
@@ -263,6 +263,21 @@ def _slim(event: CallbackEvent) -> bytes:
     ).encode()
 
 
+class ReaderSource(Protocol):
+    """Where a :class:`CallbackReader` reads a run's callbacks: this process's
+    :class:`RunStreams`, or the streams shared through Redis. A hold (what
+    ``_attach`` returns) has ``taken``: the results of the current event handed
+    out already."""
+
+    def _attach(self, uid: str) -> Any: ...
+
+    async def _peek(self, hold: Any) -> CallbackEvent | None: ...
+
+    def _pop(self, hold: Any) -> CallbackEvent: ...
+
+    def _detach(self, uid: str, hold: Any) -> None: ...
+
+
 @final
 class CallbackReader(Generic[T]):
     """One reader of a run's stream: its events, or their results one by one.
@@ -280,11 +295,11 @@ class CallbackReader(Generic[T]):
 
     __slots__ = ("_done", "_results", "_run", "_streams", "_uid")
 
-    def __init__(self, streams: RunStreams, uid: str, *, results: bool) -> None:
+    def __init__(self, streams: ReaderSource, uid: str, *, results: bool) -> None:
         self._streams = streams
         self._uid = uid
         self._results = results
-        self._run: _Run | None = None
+        self._run: Any = None  # the source's hold on the run while reading
         self._done = False
 
     def __aiter__(self) -> CallbackReader[T]:
@@ -319,7 +334,7 @@ class CallbackReader(Generic[T]):
         self._close()
         raise StopAsyncIteration
 
-    def _take(self, run: _Run) -> CallbackEvent:
+    def _take(self, run: Any) -> CallbackEvent:
         event = self._streams._pop(run)
         if event.is_final:
             self._close()

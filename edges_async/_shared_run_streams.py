@@ -68,7 +68,7 @@ import secrets
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, cast, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 
@@ -284,11 +284,11 @@ class SharedRunStreams:
 
     def events(self, uid: str) -> CallbackReader[CallbackEvent]:
         """``uid``'s unread events as they arrive, in any process, ending after its final one."""
-        return CallbackReader(cast(RunStreams, self), uid, results=False)
+        return CallbackReader(self, uid, results=False)
 
     def results(self, uid: str) -> CallbackReader[Any]:
         """The results of ``uid``'s unread events, one by one (see :meth:`events`)."""
-        return CallbackReader(cast(RunStreams, self), uid, results=True)
+        return CallbackReader(self, uid, results=True)
 
     def _attach(self, uid: str) -> _Hold:
         hold = self._holds.get(uid)
