@@ -176,6 +176,10 @@ class _ProvidesBudgets(Protocol):
         ...
 
 
+def _closed(budgets: GroupBudgets) -> bool:
+    return bool(getattr(budgets, "closed", False))
+
+
 @final
 class WorkspaceRateLimiter:
     """The default limiter: spends a workspace's plan budget evenly, shared by its clients.
@@ -233,7 +237,8 @@ class WorkspaceRateLimiter:
     def _current(self) -> GroupBudgets:
         loop = asyncio.get_running_loop()
         if self._coordination is not None:
-            if self._budgets is None or self._loop is not loop:
+            # Closed (its loop's last client closed): never used again, ask anew.
+            if self._budgets is None or self._loop is not loop or _closed(self._budgets):
                 self._budgets = self._coordination._budgets(
                     self._workspace, self._plan, self._headroom
                 )

@@ -17,13 +17,23 @@ on the slot book of ``_redis_scripts`` (one hash per route group):
 - the same task says every ``heartbeat_interval`` that this process is alive
   (the ``members`` set, scored with Redis ``TIME``), and reads how many are.
 
-When Redis fails (an error, a timeout) the coordination's health turns bad
-and, with ``on_redis_error="degrade"``, callers spend the process's fallback
-budget (``plan x headroom / N``, see ``_redis_coordination``) while the task
-pings Redis; with ``"wait"`` they wait for it until ``redis_wait_timeout``.
-Each switch keeps this process's pace: the first request on the other side
-goes no sooner than one fallback interval after the last one, so neither
-switch bursts.
+Every Redis call is bounded by the coordination's ``socket_timeout``, even
+on a ``redis=`` client without timeouts of its own: a Redis that stalls is a
+Redis that fails. When Redis fails (an error, a timeout) the coordination's
+health turns bad and, with ``on_redis_error="degrade"``, callers spend the
+process's fallback budget (``plan x headroom / N``, see ``_redis_coordination``)
+while the task pings Redis; with ``"wait"`` they wait for it until
+``redis_wait_timeout``. Each switch keeps this process's pace: the first
+request on the other side goes no sooner than one fallback interval after the
+last one, so neither switch bursts; and the two sides never run at once: when
+Redis answers again, the callers still waiting in the fallback book leave it
+for the shared one (a fallback grant that comes while Redis answers is not
+used). A slot of a book Redis lost (a restart without persistence) is never
+confirmed by the new one (see ``_redis_scripts``).
+
+Closed (by the coordination: the last client of the loop closed), it is
+never handed out again; a caller still inside ``acquire`` goes on with the
+budgets the coordination opens anew.
 """
 
 from __future__ import annotations
@@ -32,7 +42,8 @@ import asyncio
 import contextlib
 import logging
 import math
-from typing import TYPE_CHECKING, final
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar, final
 
 import anyio
 import httpx
@@ -67,6 +78,16 @@ _FLUSH = 0.1  # successes and Remaining are sent at most this late
 _MAX_RELEASES = 64  # slots given back waiting for the task, per group
 _STALE_HEARTBEATS = 3  # a member silent this many heartbeats is gone
 _TOLERANCE = 1e-6
+
+_T = TypeVar("_T")
+
+
+class _Closed(Exception):
+    """The budgets closed under a caller: it goes on with the ones opened anew."""
+
+    def __init__(self, reservation: Reservation | None = None) -> None:
+        super().__init__()
+        self.reservation = reservation  # a slot it held, to give back
 
 
 @final
@@ -124,10 +145,12 @@ class RedisBudgets:
         "_coordination",
         "_groups",
         "_headroom",
+        "_local_waiters",
         "_loop",
         "_members_key",
         "_plan",
         "_scripts",
+        "_unsubscribe",
         "_urgent",
         "_wake",
         "_worker",
@@ -165,6 +188,9 @@ class RedisBudgets:
         self._urgent = asyncio.Event()  # news that must not wait for a batch (a 429)
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
+        # Callers waiting in the fallback book: Redis answering again sends them back.
+        self._local_waiters: set[anyio.CancelScope] = set()
+        self._unsubscribe = coordination.on_health_change(self._health_changed)
 
     @property
     def plan(self) -> PlanTier:
@@ -176,6 +202,11 @@ class RedisBudgets:
         """The share of the plan's rate spent."""
         return self._headroom
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``aclose`` ran: the coordination then hands out new budgets."""
+        return self._closed
+
     # -- acquire ------------------------------------------------------------------
 
     async def acquire(self, group: str) -> None:
@@ -186,10 +217,20 @@ class RedisBudgets:
         self._start_worker()
         try:
             await self._acquire(state)
+        except _Closed as closed:
+            await self._reopened(group, closed.reservation)
+            return
         finally:
             state.waited += loop.time() - arrived
         state.granted += 1
         state.last_grant = loop.time()
+
+    async def _reopened(self, group: str, reservation: Reservation | None) -> None:
+        """Closed under the caller: its slot back, and a grant from the budgets opened anew."""
+        fresh = self._coordination._budgets(self._workspace, self._plan, self._headroom)
+        if isinstance(fresh, RedisBudgets) and reservation is not None:
+            fresh._give_back(fresh._groups[group], reservation)
+        await fresh.acquire(group)
 
     async def _acquire(self, state: _Group) -> None:
         coordination = self._coordination
@@ -197,6 +238,8 @@ class RedisBudgets:
         deadline: float | None = None
         error: BaseException | None = None
         while True:
+            if self._closed:
+                raise _Closed
             if health.healthy:
                 try:
                     await self._acquire_shared(state)
@@ -206,8 +249,9 @@ class RedisBudgets:
                     health.failed(exc)
                     self._wake.set()  # the task pings until Redis answers
             if coordination._mode == "degrade":
-                await self._acquire_local(state)
-                return
+                if await self._acquire_local(state):
+                    return
+                continue  # Redis answers again: the shared book
             now = self._loop.time()
             if deadline is None:
                 deadline = now + coordination._wait_timeout
@@ -223,23 +267,19 @@ class RedisBudgets:
         loop = self._loop
         task = asyncio.current_task()
         cancels = _cancelling(task)
-        if state.mode == "local":
-            self._switching(state, "shared")
-        await self._sit_out_pause(state)
-        reservation = await self._scripts.reserve(
-            state.key,
-            per_minute=state.per_minute,
-            headroom=self._headroom,
-            min_wait=max(0.0, state.resume_at - loop.time()),
-        )
-        self._coordination._health.answered()
-        self._learn(state, reservation.pace)
+        reservation = await self._reserve(state)
         while True:
             if _cancelling(task) > cancels:
                 # A cancel redis-py swallowed (asyncio.wait_for on Python 3.11
                 # drops one that comes as the socket write ends): honour it.
                 self._give_back(state, reservation)
                 raise asyncio.CancelledError
+            if state.mode == "local":  # a fallback grant came meanwhile: keep its pace
+                self._switching(state, "shared")
+                if loop.time() + reservation.wait < state.resume_at - _TOLERANCE:
+                    self._give_back(state, reservation)
+                    reservation = await self._reserve(state)
+                    continue
             if reservation.wait <= 0:
                 break
             try:
@@ -248,20 +288,79 @@ class RedisBudgets:
             except asyncio.CancelledError:
                 self._give_back(state, reservation)
                 raise
-            reservation = await self._scripts.confirm(
-                state.key, reservation, per_minute=state.per_minute, headroom=self._headroom
+            if self._closed:
+                raise _Closed(reservation)
+            reservation = await self._bounded(
+                self._scripts.confirm(
+                    state.key, reservation, per_minute=state.per_minute, headroom=self._headroom
+                )
             )
+            # Redis answers: the fallback waiters leave the fallback book at once.
+            self._coordination._health.answered()
             self._learn(state, reservation.pace)
         state.mode = "shared"
 
-    async def _acquire_local(self, state: _Group) -> None:
+    async def _reserve(self, state: _Group) -> Reservation:
+        """A slot of the shared book, no sooner than this process's pace allows."""
+        if state.mode == "local":
+            self._switching(state, "shared")
+        await self._sit_out_pause(state)
+        reservation = await self._bounded(
+            self._scripts.reserve(
+                state.key,
+                per_minute=state.per_minute,
+                headroom=self._headroom,
+                min_wait=max(0.0, state.resume_at - self._loop.time()),
+            )
+        )
+        self._coordination._health.answered()
+        self._learn(state, reservation.pace)
+        return reservation
+
+    async def _acquire_local(self, state: _Group) -> bool:
+        """A grant from the fallback book; false if Redis answered meanwhile (go shared then).
+
+        Never both books at once: a caller waiting here leaves as soon as
+        Redis answers, and a grant that comes when it does is not used (the
+        shared book's first slot is one interval after this process's last
+        grant, not alongside the fallback book's next ones).
+        """
         fallback = self._fallback()
         if state.mode == "shared":
             self._switching(state, "local", fallback)
-        await self._sleep_until(state.resume_at)
-        await self._sit_out_pause(state)
-        await fallback.acquire(state.name)
+        health = self._coordination._health
+        with anyio.CancelScope() as scope:
+            self._local_waiters.add(scope)
+            try:
+                await self._sleep_until(state.resume_at)
+                await self._sit_out_pause(state)
+                if not health.healthy:
+                    await fallback.acquire(state.name)
+            finally:
+                self._local_waiters.discard(scope)
+        if scope.cancelled_caught or health.healthy:
+            return False
         state.mode = "local"
+        return True
+
+    def _health_changed(self, healthy: bool) -> None:
+        """A health listener (any thread): Redis answers again, the fallback waiters go shared."""
+        if healthy:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                self._loop.call_soon_threadsafe(self._leave_fallback)
+
+    def _leave_fallback(self) -> None:
+        for scope in list(self._local_waiters):
+            scope.cancel()
+
+    async def _bounded(self, call: Awaitable[_T]) -> _T:
+        """``call``, given up after the coordination's socket timeout (``TimeoutError``).
+
+        Even a ``redis=`` client without timeouts then fails instead of hanging
+        when Redis stalls. ``TimeoutError`` is an ``OSError``: a Redis error.
+        """
+        with anyio.fail_after(self._coordination.socket_timeout):
+            return await call
 
     def _switching(self, state: _Group, mode: str, fallback: LocalBudgets | None = None) -> None:
         """Keep this process's pace across a switch: one fallback interval after its last grant."""
@@ -358,7 +457,7 @@ class RedisBudgets:
         while not self._closed:  # and cancelled: redis-py may swallow a cancel
             try:
                 if not health.healthy:
-                    await self._client.ping()
+                    await self._bounded(self._client.ping())
                     health.answered()
                 if loop.time() >= next_beat:
                     await self._heartbeat()
@@ -379,11 +478,13 @@ class RedisBudgets:
 
     async def _heartbeat(self) -> None:
         interval = self._coordination._heartbeat_interval
-        members = await self._scripts.heartbeat(
-            self._members_key,
-            self._coordination.process_token,
-            stale_after=_STALE_HEARTBEATS * interval,
-            ttl=math.ceil(10 * interval),
+        members = await self._bounded(
+            self._scripts.heartbeat(
+                self._members_key,
+                self._coordination.process_token,
+                stale_after=_STALE_HEARTBEATS * interval,
+                ttl=math.ceil(10 * interval),
+            )
         )
         self._coordination._health.answered()
         self._coordination._saw_members(self._workspace, members)
@@ -398,8 +499,13 @@ class RedisBudgets:
                 # What is left of it: a 429 kept while Redis failed is not paused twice.
                 pause = max(0.0, until - self._loop.time())
                 try:
-                    pace = await self._scripts.refuse(
-                        state.key, pause=pause, per_minute=state.per_minute, headroom=self._headroom
+                    pace = await self._bounded(
+                        self._scripts.refuse(
+                            state.key,
+                            pause=pause,
+                            per_minute=state.per_minute,
+                            headroom=self._headroom,
+                        )
                     )
                 except BaseException:
                     self._keep(state, until=until)
@@ -408,20 +514,22 @@ class RedisBudgets:
         for state in groups:
             releases, state.releases = state.releases, []
             for reservation in releases:
-                await self._scripts.release(state.key, reservation)
+                await self._bounded(self._scripts.release(state.key, reservation))
         for state in groups:
             successes, remaining = state.successes, state.remaining
             if not successes and remaining is None:
                 continue
             state.successes, state.remaining = 0, None
             try:
-                pace = await self._scripts.adjust(
-                    state.key,
-                    successes=successes,
-                    remaining=remaining,
-                    foreign_tolerance=_FOREIGN_TOLERANCE,
-                    per_minute=state.per_minute,
-                    headroom=self._headroom,
+                pace = await self._bounded(
+                    self._scripts.adjust(
+                        state.key,
+                        successes=successes,
+                        remaining=remaining,
+                        foreign_tolerance=_FOREIGN_TOLERANCE,
+                        per_minute=state.per_minute,
+                        headroom=self._headroom,
+                    )
                 )
             except BaseException:
                 self._keep(state, successes=successes, remaining=remaining)
@@ -451,6 +559,7 @@ class RedisBudgets:
         if self._closed:
             return
         self._closed = True
+        self._unsubscribe()
         worker, self._worker = self._worker, None
         if worker is not None:
             with anyio.CancelScope(shield=True):
@@ -459,7 +568,9 @@ class RedisBudgets:
                     await asyncio.wait({worker}, timeout=0.1)
         if self._coordination._health.healthy:
             with anyio.CancelScope(shield=True), contextlib.suppress(*REDIS_ERRORS):
-                await self._client.zrem(self._members_key, self._coordination.process_token)
+                await self._bounded(
+                    self._client.zrem(self._members_key, self._coordination.process_token)
+                )
 
     def __repr__(self) -> str:
         runs = self._groups["runs"]

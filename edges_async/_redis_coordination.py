@@ -10,7 +10,11 @@ loop), the scripts registered on it, and one
 :class:`~edges_async._redis_budget.RedisBudgets` per workspace. A loop's share
 is closed when the last ``AsyncClient`` of that loop using it closes (or by
 :meth:`RedisCoordination.aclose`): the budgets' background tasks, and the Redis
-connection the coordination made, never a client it was given.
+connection the coordination made, never a client it was given. A client
+entered with ``async with`` holds the share open until it closes; one used
+without it closes the share when it closes if no entered one holds it. What
+is closed is never handed out again: the next use opens the share anew (a
+limiter still in use asks for its budgets again).
 
 Every key of a workspace carries one hash tag, ``edges:{<workspace id>}:...``
 (the id is a digest, never the API key), so a Redis Cluster keeps them on one
@@ -177,7 +181,9 @@ class RedisCoordination:
     ``redis_wait_timeout`` seconds, then :class:`CoordinationError`).
     ``expected_processes`` tells ``N`` before any heartbeat was read.
     ``socket_timeout`` bounds each Redis command (and connect) made from
-    ``url``; ``heartbeat_interval`` is how often each process says it is alive
+    ``url``, and every call of the budgets whatever the client (a ``redis=``
+    client without timeouts too: a stalled Redis is a failing one);
+    ``heartbeat_interval`` is how often each process says it is alive
     (and, while Redis fails, how often it tries it again, at most every
     ``retry_interval`` seconds). Nothing connects until the first request.
 
@@ -287,6 +293,11 @@ class RedisCoordination:
         return self._mode
 
     @property
+    def socket_timeout(self) -> float:
+        """Seconds a Redis call may take before it counts as failed (bound yours with it)."""
+        return self._socket_timeout
+
+    @property
     def healthy(self) -> bool:
         """Whether Redis answered the latest command this process sent it."""
         return self._health.healthy
@@ -343,7 +354,7 @@ class RedisCoordination:
         share = self._share()
         with self._lock:
             budgets = share.budgets.get(workspace)
-            if budgets is None:
+            if budgets is None or budgets.closed:  # closed: never handed out again
                 budgets = share.budgets[workspace] = RedisBudgets(
                     self,
                     workspace,
@@ -373,14 +384,21 @@ class RedisCoordination:
         with self._lock:
             share.users += 1
 
-    async def _release_client(self) -> None:
-        """An ``AsyncClient`` of the running loop is done: the last one closes the loop's share."""
+    async def _release_client(self, *, joined: bool = True) -> None:
+        """An ``AsyncClient`` of the running loop is done: the last one closes the loop's share.
+
+        ``joined``: whether it was counted by :meth:`_acquire_client` (entered
+        with ``async with``). One that was not closes the share too when no
+        counted client holds it: nothing it used (a task, a connection)
+        outlives it. Another such client still in use opens the share anew.
+        """
         loop = asyncio.get_running_loop()
         with self._lock:
             share = self._loops.get(loop)
             if share is None:
                 return
-            share.users = max(0, share.users - 1)
+            if joined:
+                share.users = max(0, share.users - 1)
             if share.users:
                 return
             del self._loops[loop]

@@ -13,6 +13,7 @@ holding the slot book of ``_slot_book`` (the same algorithm, in Lua)::
     last          the latest slot given, while it is the last (-1: not known)
     free          one slot given back before the last one (-1: none)
     win cnt prev  grants in the current and the previous minute (our own traffic)
+    book          the book's random id, set by the call that creates the hash
 
 Rules the scripts keep:
 
@@ -23,7 +24,12 @@ Rules the scripts keep:
 - constant time: no loop over data, a fixed number of fields per call;
 - times go out and are stored as ``%.6f`` text (a Lua number would reach the
   client truncated to an integer), so a slot handed back compares equal;
-- each write refreshes the key's expiry: an idle workspace leaves nothing behind.
+- each write refreshes the key's expiry: an idle workspace leaves nothing behind;
+- a slot belongs to one book: a reservation carries the book's id, and a
+  slot of another book (Redis lost its data: a restart without persistence,
+  a flush, a failover to a replica behind), or one the book never issued, is
+  neither confirmed nor given back. Its holder takes a new slot, behind the
+  new book's callers, never the moment one of them already has.
 
 redis-py's ``Script`` objects (``register_script``) run by SHA and load the
 text again when Redis answers ``NOSCRIPT`` (a restart, ``SCRIPT FLUSH``).
@@ -31,6 +37,8 @@ text again when Redis answers ``NOSCRIPT`` (a restart, ``SCRIPT FLUSH``).
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
@@ -42,6 +50,7 @@ __all__ = [
     "BudgetScripts",
     "Pace",
     "Reservation",
+    "new_book_id",
 ]
 
 BUDGET_TTL = 3600  # seconds an idle budget hash lives on (every write renews it)
@@ -63,10 +72,14 @@ local function clock(arg)
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
-local function load(key)
+-- `candidate`: the id of the book this call creates if there is none (nil: none made)
+local function load(key, candidate)
   local v = redis.call('HMGET', key, 'next', 'paused_until', 'factor', 'refused_at',
-    'last_success', 'share', 'epoch', 'last', 'free', 'win', 'cnt', 'prev')
+    'last_success', 'share', 'epoch', 'last', 'free', 'win', 'cnt', 'prev', 'book')
+  local book = v[13]
+  if not book or book == '' then book = candidate end
   return {
+    book = book,
     next = num(v[1], 0), paused_until = num(v[2], 0),
     factor = num(v[3], 1, MIN_FACTOR, 1), refused_at = num(v[4], 1, MIN_FACTOR, 1),
     last_success = num(v[5], -1), share = num(v[6], 1, MIN_FACTOR, 1),
@@ -79,7 +92,7 @@ local function save(key, s)
     'factor', f6(s.factor), 'refused_at', f6(s.refused_at),
     'last_success', f6(s.last_success), 'share', f6(s.share),
     'epoch', string.format('%d', s.epoch), 'last', f6(s.last), 'free', f6(s.free),
-    'win', f6(s.win), 'cnt', f6(s.cnt), 'prev', f6(s.prev))
+    'win', f6(s.win), 'cnt', f6(s.cnt), 'prev', f6(s.prev), 'book', s.book)
   redis.call('EXPIRE', key, @TTL@)
 end
 -- requests per minute the group is paced at now
@@ -115,33 +128,34 @@ local function take(s, now, per_minute, headroom, min_wait)
   return slot
 end
 local function answer(s, now, slot, per_minute, headroom)
-  return {f6(math.max(0, slot - now)), f6(slot), string.format('%d', s.epoch),
+  return {f6(math.max(0, slot - now)), f6(slot), string.format('%d', s.epoch), s.book,
     f6(rate(s, per_minute, headroom)), f6(math.max(0, s.paused_until - now))}
 end
 """
 
-# KEYS[1] the budget hash. ARGV: now, per_minute, headroom, min_wait.
-# Returns {wait, slot, epoch, rate, paused_for}; wait 0 means: go now.
+# KEYS[1] the budget hash. ARGV: now, per_minute, headroom, min_wait, new book id.
+# Returns {wait, slot, epoch, book, rate, paused_for}; wait 0 means: go now.
 _RESERVE = """
 local now = clock(ARGV[1])
 local per_minute, headroom = tonumber(ARGV[2]), tonumber(ARGV[3])
-local s = load(KEYS[1])
+local s = load(KEYS[1], ARGV[5])
 local slot = take(s, now, per_minute, headroom, math.max(0, tonumber(ARGV[4])))
 save(KEYS[1], s)
 return answer(s, now, slot, per_minute, headroom)
 """
 
-# KEYS[1] the budget hash. ARGV: now, per_minute, headroom, slot, epoch.
-# A caller woke for its slot: go (wait 0) if the slot still holds (same epoch,
-# not paused, not late by more than half the slack between our spacing and
-# the plan's, at least 20 ms); sleep on if it woke early; else a new slot (a
-# late caller holding the last slot takes it again at once).
+# KEYS[1] the budget hash. ARGV: now, per_minute, headroom, slot, epoch, book,
+# new book id. A caller woke for its slot: go (wait 0) if the slot still holds
+# (this book issued it: same book, before its next free slot; same epoch; not
+# paused; not late by more than half the slack between our spacing and the
+# plan's, at least 20 ms); sleep on if it woke early; else a new slot (a late
+# caller holding the last slot takes it again at once).
 _CONFIRM = """
 local now = clock(ARGV[1])
 local per_minute, headroom = tonumber(ARGV[2]), tonumber(ARGV[3])
 local slot, epoch = tonumber(ARGV[4]), tonumber(ARGV[5])
-local s = load(KEYS[1])
-if epoch == s.epoch and now >= s.paused_until then
+local s = load(KEYS[1], ARGV[7])
+if ARGV[6] == s.book and epoch == s.epoch and slot < s.next and now >= s.paused_until then
   if slot - now > EPS then
     return answer(s, now, slot, per_minute, headroom)
   end
@@ -162,14 +176,15 @@ save(KEYS[1], s)
 return answer(s, now, slot, per_minute, headroom)
 """
 
-# KEYS[1] the budget hash. ARGV: now, slot, epoch. A caller gives its slot
-# back unused: the last one rolls the stream back, an earlier one is kept
-# aside (one at a time: the earliest still ahead) for the next caller.
+# KEYS[1] the budget hash. ARGV: now, slot, epoch, book. A caller gives its
+# slot back unused: the last one rolls the stream back, an earlier one is kept
+# aside (one at a time: the earliest still ahead) for the next caller. A slot
+# of another book (or of none: the hash is gone) is nobody's.
 _RELEASE = """
 local now = clock(ARGV[1])
 local slot, epoch = tonumber(ARGV[2]), tonumber(ARGV[3])
-local s = load(KEYS[1])
-if epoch ~= s.epoch or slot <= now then return 0 end
+local s = load(KEYS[1], nil)
+if ARGV[4] ~= s.book or epoch ~= s.epoch or slot <= now or slot >= s.next then return 0 end
 if s.last == slot then
   s.next = slot
   s.last = -1
@@ -182,14 +197,14 @@ save(KEYS[1], s)
 return 1
 """
 
-# KEYS[1] the budget hash. ARGV: now, per_minute, headroom, pause.
+# KEYS[1] the budget hash. ARGV: now, per_minute, headroom, pause, new book id.
 # A 429: pause for `pause` s; a longer pause bumps the epoch and restarts the
 # stream after it; the factor steps down once per pause.
 _REFUSE = """
 local now = clock(ARGV[1])
 local per_minute, headroom = tonumber(ARGV[2]), tonumber(ARGV[3])
 local until_ = now + math.max(0, tonumber(ARGV[4]))
-local s = load(KEYS[1])
+local s = load(KEYS[1], ARGV[5])
 local already_paused = s.paused_until > now
 if until_ > s.paused_until then
   s.paused_until = r6(until_)
@@ -207,7 +222,7 @@ return answer(s, now, now, per_minute, headroom)
 """
 
 # KEYS[1] the budget hash. ARGV: now, per_minute, headroom, successes,
-# remaining ('' if unknown), foreign_tolerance.
+# remaining ('' if unknown), foreign_tolerance, new book id.
 # Successes recover the factor (+0.02 each up to 90 % of the refused one,
 # then 5 % per minute); X-RateLimit-Remaining below what the coordinated
 # traffic of the last minute explains is foreign traffic: the share shrinks.
@@ -215,7 +230,7 @@ _ADJUST = """
 local now = clock(ARGV[1])
 local per_minute, headroom = tonumber(ARGV[2]), tonumber(ARGV[3])
 local successes = math.max(0, tonumber(ARGV[4]))
-local s = load(KEYS[1])
+local s = load(KEYS[1], ARGV[7])
 if successes > 0 then
   local safe = 0.9 * s.refused_at
   if s.factor < safe then
@@ -283,6 +298,8 @@ class Reservation:
     slot: str
     """The slot's Redis time, as the script wrote it (handed back verbatim)."""
     epoch: int
+    book: str
+    """The id of the book that issued the slot: no other book confirms it."""
     pace: Pace
 
 
@@ -295,8 +312,13 @@ def _now(now: float | None) -> str:
 
 
 def _reservation(reply: Any) -> Reservation:
-    wait, slot, epoch, rate, paused_for = (_text(item) for item in reply)
-    return Reservation(float(wait), slot, int(epoch), Pace(float(rate), float(paused_for)))
+    wait, slot, epoch, book, rate, paused_for = (_text(item) for item in reply)
+    return Reservation(float(wait), slot, int(epoch), book, Pace(float(rate), float(paused_for)))
+
+
+def new_book_id() -> str:
+    """A fresh random id for a book a call may create (64 bits: no two books share one)."""
+    return secrets.token_hex(8)
 
 
 def _pace(reply: Any) -> Pace:
@@ -308,12 +330,22 @@ class BudgetScripts:
     """The scripts registered on one Redis client, called with typed arguments.
 
     ``now`` (Redis time, seconds) is for tests only: without it the scripts
-    read Redis ``TIME``.
+    read Redis ``TIME``. ``book_ids`` makes the id each call hands a script
+    for the book it creates when the hash is missing (a fresh random one).
     """
 
-    __slots__ = ("_adjust", "_confirm", "_heartbeat", "_refuse", "_release", "_reserve")
+    __slots__ = (
+        "_adjust",
+        "_book_ids",
+        "_confirm",
+        "_heartbeat",
+        "_refuse",
+        "_release",
+        "_reserve",
+    )
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, book_ids: Callable[[], str] = new_book_id) -> None:
+        self._book_ids = book_ids
         self._reserve = redis.register_script(RESERVE)
         self._confirm = redis.register_script(CONFIRM)
         self._release = redis.register_script(RELEASE)
@@ -332,7 +364,8 @@ class BudgetScripts:
     ) -> Reservation:
         """The next free slot, no sooner than ``min_wait`` seconds from now."""
         reply = await self._reserve(
-            keys=[key], args=[_now(now), per_minute, headroom, max(0.0, min_wait)]
+            keys=[key],
+            args=[_now(now), per_minute, headroom, max(0.0, min_wait), self._book_ids()],
         )
         return _reservation(reply)
 
@@ -352,6 +385,8 @@ class BudgetScripts:
             headroom,
             reservation.slot,
             reservation.epoch,
+            reservation.book,
+            self._book_ids(),
         ]
         return _reservation(await self._confirm(keys=[key], args=args))
 
@@ -359,7 +394,12 @@ class BudgetScripts:
         self, key: str, reservation: Reservation, *, now: float | None = None
     ) -> bool:
         """Give an unused slot back; whether the book took it (it was void or past otherwise)."""
-        args: list[str | float] = [_now(now), reservation.slot, reservation.epoch]
+        args: list[str | float] = [
+            _now(now),
+            reservation.slot,
+            reservation.epoch,
+            reservation.book,
+        ]
         return bool(await self._release(keys=[key], args=args))
 
     async def refuse(
@@ -372,7 +412,7 @@ class BudgetScripts:
         now: float | None = None,
     ) -> Pace:
         """A 429: pause the group for ``pause`` seconds and step its rate down (once per pause)."""
-        args: list[str | float] = [_now(now), per_minute, headroom, pause]
+        args: list[str | float] = [_now(now), per_minute, headroom, pause, self._book_ids()]
         return _pace(await self._refuse(keys=[key], args=args))
 
     async def adjust(
@@ -394,6 +434,7 @@ class BudgetScripts:
             successes,
             "" if remaining is None else remaining,
             foreign_tolerance,
+            self._book_ids(),
         ]
         return _pace(await self._adjust(keys=[key], args=args))
 

@@ -12,8 +12,10 @@ import itertools
 import logging
 import math
 import re
+import signal
 from collections.abc import AsyncIterator, Iterator
 
+import anyio
 import httpx
 import pytest
 import redis.asyncio
@@ -209,6 +211,34 @@ async def test_a_longer_pause_voids_the_slots_again(scripts: BudgetScripts) -> N
     assert pace.paused_for == 20.0
     again = await confirm(scripts, held, T0 + 10)
     assert (again.epoch, at(again)) == (held.epoch + 1, T0 + 21)
+
+
+async def test_a_slot_of_a_lost_book_is_neither_confirmed_nor_given_back(
+    scripts: BudgetScripts, client: redis.asyncio.Redis
+) -> None:
+    """Redis lost its data (a restart without persistence): the new book is another book.
+
+    A slot reserved before the loss is not confirmed by the new, empty hash
+    (whose epoch is 0 again), nor given back into it: its holder queues
+    behind the new book's callers instead of going with one of them.
+    """
+    held = [await reserve(scripts, T0) for _ in range(4)]  # T0 .. T0 + 3
+    await client.flushall()
+    fresh = await reserve(scripts, T0 + 3)
+    assert (at(fresh), fresh.wait, fresh.epoch) == (T0 + 3, 0.0, held[3].epoch)
+    assert fresh.book != held[3].book
+    again = await confirm(scripts, held[3], T0 + 3)
+    assert (at(again), again.wait, again.book) == (T0 + 4, 1.0, fresh.book)
+    assert not await scripts.release(KEY, held[2], now=T0 + 2.5)
+    assert at(await reserve(scripts, T0 + 3)) == T0 + 5
+
+
+async def test_a_slot_the_book_never_issued_is_not_confirmed(scripts: BudgetScripts) -> None:
+    """A slot at or after the book's next free slot was never handed out: it is taken anew."""
+    first = await reserve(scripts, T0)  # the next free slot is T0 + 1
+    forged = Reservation(5.0, f"{T0 + 5:.6f}", first.epoch, first.book, first.pace)
+    assert (await confirm(scripts, forged, T0 + 5)).wait == 0.0
+    assert at(await reserve(scripts, T0 + 5)) == T0 + 6  # not T0 + 5 a second time
 
 
 async def test_successes_recover_the_rate_by_todays_rule(scripts: BudgetScripts) -> None:
@@ -499,6 +529,78 @@ async def test_degrades_to_a_share_of_the_plan_and_comes_back(
     finally:
         for c in (first, second):
             await c.aclose()
+
+
+async def test_no_burst_when_redis_comes_back_without_its_data(own_redis: RedisServer) -> None:
+    """Redis restarted empty while callers queue in the fallback book: never two streams at once.
+
+    Callers queued in this process's fallback book go back to the shared book
+    when Redis answers (they do not drain the fallback book beside it), and
+    the new book confirms no slot of the lost one: no second of the run sees
+    more grants than the plan's per-second cap (10/s, paced at 9.5/s).
+    """
+    coordination = RedisCoordination(
+        own_redis.url, expected_processes=1, heartbeat_interval=0.2, retry_interval=0.1
+    )
+    budgets = coordination._budgets("ws", PlanTier.TITANIUM, 0.95)
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def caller() -> None:
+        while True:
+            await budgets.acquire("runs")
+            times.append(loop.time())
+            await asyncio.sleep(0.05)  # the request
+
+    tasks = [asyncio.create_task(caller()) for _ in range(30)]
+    try:
+        await asyncio.sleep(1.0)
+        own_redis.stop(kill=True)
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(own_redis.start)  # no persistence: an empty Redis
+        back = loop.time()
+        await asyncio.sleep(2.5)
+        assert coordination.healthy
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await coordination.aclose()
+    worst = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert worst <= 11
+    assert len([t for t in times if back <= t < back + 2.0]) >= 8  # and it goes on
+
+
+async def test_a_given_client_without_timeouts_degrades_when_redis_stalls(
+    own_redis: RedisServer,
+) -> None:
+    """redis=<client> without socket timeouts, Redis stalled (SIGSTOP): requests degrade, no hang.
+
+    Every Redis call of the budget is bounded by the coordination's
+    ``socket_timeout``, whatever the client's own settings.
+    """
+    client = redis.asyncio.Redis.from_url(own_redis.url)  # redis-py's default: no timeout
+    coordination = RedisCoordination(redis=client, socket_timeout=0.3, retry_interval=0.1)
+    assert coordination.socket_timeout == 0.3
+    budgets = coordination._budgets("ws", PlanTier.TITANIUM, 0.95)
+    process = own_redis.process
+    assert process is not None
+    try:
+        await budgets.acquire("runs")
+        process.send_signal(signal.SIGSTOP)
+        try:
+            with anyio.fail_after(3):
+                await budgets.acquire("runs")
+                await budgets.acquire("runs")
+            assert not coordination.healthy
+        finally:
+            process.send_signal(signal.SIGCONT)
+        await asyncio.sleep(0.5)  # the task's ping finds it again
+        assert coordination.healthy
+    finally:
+        with anyio.fail_after(3):
+            await coordination.aclose()
+        await client.aclose()
 
 
 async def test_degraded_without_any_count_assumes_alone_and_warns_once(

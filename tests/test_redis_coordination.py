@@ -7,11 +7,13 @@ import importlib.util
 import logging
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 import redis
 import redis.asyncio
 
 from edges_async._exceptions import ConfigurationError, EdgesError
+from edges_async._limiter import WorkspaceRateLimiter
 from edges_async._plans import PlanTier
 from edges_async._redis_coordination import (
     ENV_VARIABLE,
@@ -238,6 +240,71 @@ async def test_the_last_client_closes_what_the_coordination_opened(redis_url: st
     assert coordination.redis is not client  # opened again on next use
     assert coordination._budgets("ws", PlanTier.TITANIUM, 0.95) is not budgets
     await coordination.aclose()
+
+
+def _budget_tasks() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if "Redis budget" in t.get_name()]
+
+
+RUNS = httpx.Request("GET", "https://api.edges.run/v1/runs/x")
+
+
+async def test_a_limiter_used_after_its_share_closed_opens_a_fresh_one(redis_url: str) -> None:
+    """A client never entered, beside one that closes the loop's share: its 429s still pause all.
+
+    The closed budgets are never handed out again: the limiter's next use
+    opens the share anew, whose task sends the 429 to Redis.
+    """
+    coordination = RedisCoordination(redis_url)
+    limiter = WorkspaceRateLimiter(PlanTier.TITANIUM, workspace="ws", coordination=coordination)
+    try:
+        await coordination._acquire_client()  # an AsyncClient entered with `async with`
+        await limiter.acquire(RUNS)  # another one, used without it
+        await coordination._release_client()  # the entered one closes, and the share with it
+        assert not _budget_tasks()
+        await limiter.acquire(RUNS)
+        limiter.feedback(RUNS, httpx.Response(429, headers={"retry-after": "30"}, request=RUNS))
+        key = coordination.key("ws", "budget", "runs")
+        paused = None
+        for _ in range(50):
+            paused = await coordination.redis.hget(key, "paused_until")
+            if paused is not None and float(paused) > 0:
+                break
+            await asyncio.sleep(0.02)
+        seconds, micros = await coordination.redis.time()
+        assert paused is not None
+        assert float(paused) - (seconds + micros / 1e6) > 25
+    finally:
+        await coordination.aclose()
+    assert not _budget_tasks()
+
+
+async def test_a_client_never_entered_closes_the_share_when_no_entered_one_holds_it(
+    redis_url: str,
+) -> None:
+    """The last client of the loop to close closes the share, entered with `async with` or not.
+
+    Nothing survives it: no task, no connection. An entered client keeps the
+    share open for everyone until it closes.
+    """
+    coordination = RedisCoordination(redis_url)
+    limiter = WorkspaceRateLimiter(PlanTier.TITANIUM, workspace="ws", coordination=coordination)
+    await coordination._acquire_client()
+    await limiter.acquire(RUNS)
+    await coordination._release_client(joined=False)  # another client, never entered, closes
+    assert _budget_tasks()
+    await coordination._release_client()
+    assert not _budget_tasks()
+
+    await limiter.acquire(RUNS)  # used without `async with` only
+    client = coordination.redis
+    pool = client.connection_pool
+    assert _budget_tasks()
+    await coordination._release_client(joined=False)
+    assert not _budget_tasks()
+    assert not coordination._loops
+    assert not any(c.is_connected for c in pool._available_connections)
+    assert not pool._in_use_connections
 
 
 async def test_a_given_client_is_used_and_never_closed(redis_url: str) -> None:
