@@ -487,10 +487,11 @@ class AsyncClient(Generic[LimiterT]):
             if self._owns_http:
                 await self._core.http.aclose()
         finally:
-            if self._joined:
-                self._joined = False
-                assert self._coordination is not None
-                await self._coordination._release_client()
+            if self._coordination is not None:
+                # An entered client leaves its place; one never entered lets the
+                # coordination close what no entered client still uses.
+                joined, self._joined = self._joined, False
+                await self._coordination._release_client(joined=joined)
 
     def __repr__(self) -> str:
         if self._view_of is not None:
