@@ -19,10 +19,11 @@ ROOT = HERE.parent
 
 
 def python(script: str, *arguments: str) -> subprocess.Popen[str]:
-    """A Python process running ``benchmarks/<script>`` with ``arguments``, stdout piped."""
+    """A Python process running ``benchmarks/<script>`` with ``arguments``, stdin/out piped."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, str(HERE / script), *arguments],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -79,6 +80,10 @@ class Simulator:
         """Add a workspace."""
         self.control("workspace", {"api_key": api_key, "plan": plan})
 
+    def end_launches_at(self, moments: list[float]) -> None:
+        """The next launches (one each) end at these ``time.monotonic()`` moments."""
+        self.control("end_launches_at", {"at": moments})
+
     def runs(self, api_key: str, ends: list[float], callback: Any = None) -> list[str]:
         """Seed runs ending ``ends`` seconds from now; their uids."""
         uids: list[str] = self.control(
@@ -119,6 +124,12 @@ class Worker:
     def line(self) -> str:
         """The next line it says."""
         return line_from(self.process)
+
+    def send(self, line: str) -> None:
+        """One line to its stdin."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
 
     def result(self) -> Any:
         """Its last line, JSON, once it has exited by itself."""

@@ -13,6 +13,9 @@ Options: ``seed``; ``public_host`` and ``trust_pem`` (callbacks to that host go 
   seed one run per entry, RUNNING at once, SUCCEEDED ``s`` seconds later; the uids;
 - ``POST /_bench/script_runs`` ``{"ends": [s, ...]}``: queue one lifecycle per entry for
   the next launches: CREATED, RUNNING after 0.2 s, SUCCEEDED after ``s``;
+- ``POST /_bench/end_launches_at`` ``{"at": [t, ...]}``: the next launches, one per
+  entry, end at these clock readings (CREATED, RUNNING 0.1 s later, SUCCEEDED at
+  ``t``; the script is queued as each launch request comes in);
 - ``POST /_bench/ended``: ``{uid: time the run ended}`` for every run;
 - ``POST /_bench/fault`` ``{"path", "retry_after"}``: the next request whose path
   matches gets a 429 with that ``Retry-After``;
@@ -29,6 +32,7 @@ import math
 import signal
 import ssl
 import sys
+from collections import deque
 from typing import Any
 
 import anyio
@@ -47,6 +51,7 @@ class Bench:
     def __init__(self, window: WindowKind, seed: int) -> None:
         self.sim = EdgesSimulator(window=window, seed=seed, max_logged_requests=None)
         self.workspaces: dict[str, Any] = {}
+        self.launch_ends: deque[float] = deque()  # end_launches_at, oldest first
 
     def handle(self, method: str, path: str, body: Any) -> Any:
         """Answer one control request."""
@@ -74,6 +79,9 @@ class Bench:
                     for end in body["ends"]
                 )
             )
+            return {"ok": True}
+        if path == "/_bench/end_launches_at":
+            self.launch_ends.extend(body["at"])
             return {"ok": True}
         if path == "/_bench/ended":
             return {run.uid: run.snapshot(math.inf).finished for run in self.sim.runs}
@@ -109,6 +117,13 @@ class Bench:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route ``/_bench`` here, the rest to the simulator."""
         if scope["type"] != "http" or not scope["path"].startswith("/_bench/"):
+            if self.launch_ends and scope["path"].endswith("/run/async"):
+                end = max(0.2, self.launch_ends.popleft() - anyio.current_time())
+                self.sim.script_runs(
+                    RunScript(
+                        steps=(("CREATED", 0.0), ("RUNNING", 0.1), ("SUCCEEDED", end)), outputs=1
+                    )
+                )
             await self.sim(scope, receive, send)
             return
         chunks = []

@@ -9,10 +9,14 @@ default per-process ``WorkspaceRateLimiter``. Roles:
   each looping on ``client.runs.status(uid)``; prints ``ready``, runs until
   SIGTERM, then prints ``{"health": [[time, healthy], ...]}`` (the
   coordinations' changes of Redis health, on ``time.monotonic()``);
-- ``wait``: prints ``ready``, waits for ``uids`` with ``watch_runs``, prints
-  ``{"noticed": {uid: time}}`` and exits;
-- ``receive``: serves a ``CallbackReceiver`` on a loopback port, prints its
-  origin, runs until SIGTERM.
+- ``wait``: prints ``ready``, waits for ``uids`` (else for the JSON list of uids
+  it reads on stdin) with ``watch_runs``, prints ``{"noticed": {uid: time},
+  "since": time}`` and exits;
+- ``receive``: serves a ``CallbackReceiver`` on a loopback port (over TLS with
+  ``certfile``), prints its origin; with ``public_host``, reads a count on stdin,
+  launches that many runs with ``receiver.callback(...)`` naming the receiver by
+  that host (one at a time, within the budget), prints their uids as a JSON list;
+  runs until SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 
 import edges_async as ea
@@ -33,6 +38,7 @@ from edges_async.callbacks import CallbackReceiver
 from edges_async.testing._server import serve_origin
 
 MAX_RETRIES = 10_000
+CALLBACK_PATH = "/edges/callbacks"
 
 
 def say(line: str) -> None:
@@ -92,24 +98,42 @@ async def load(job: dict[str, Any]) -> None:
     say(json.dumps({"health": health}))
 
 
+async def heard() -> Any:
+    """The next line on stdin, as JSON."""
+    return json.loads(await anyio.to_thread.run_sync(sys.stdin.readline))
+
+
 async def wait(job: dict[str, Any]) -> None:
     """Wait for every uid; say when each was noticed."""
     noticed: dict[str, float] = {}
     async with contextlib.AsyncExitStack() as stack:
         client, _ = await open_client(stack, job, job)
         say("ready")
-        async for run in client.watch_runs(job["uids"]):
+        uids = job["uids"] if "uids" in job else await heard()
+        since = time.monotonic()
+        async for run in client.watch_runs(uids):
             noticed[run.uid] = time.monotonic()
-    say(json.dumps({"noticed": noticed}))
+    say(json.dumps({"noticed": noticed, "since": since}))
 
 
 async def receive(job: dict[str, Any]) -> None:
-    """Take callbacks until SIGTERM."""
+    """Take callbacks until SIGTERM; launch runs with callbacks to here if asked."""
     async with contextlib.AsyncExitStack() as stack:
         client, _ = await open_client(stack, job, job)
         receiver = CallbackReceiver(client, secret=job["secret"])
-        origin = await stack.enter_async_context(serve_origin(receiver))
+        origin = await stack.enter_async_context(
+            serve_origin(receiver, certfile=job.get("certfile"))
+        )
         say(origin)
+        if "public_host" in job:
+            port = httpx.URL(origin).port
+            callback = receiver.callback(f"https://{job['public_host']}:{port}{CALLBACK_PATH}")
+            count = await heard()
+            uids = [
+                (await client.actions.run_async("bench", inputs=[{}], callback=callback)).uid
+                for _ in range(count)
+            ]
+            say(json.dumps(uids))
         await until_sigterm()
 
 
@@ -117,5 +141,6 @@ ROLES = {"load": load, "wait": wait, "receive": receive}
 
 if __name__ == "__main__":
     logging.getLogger("edges_async").setLevel(logging.CRITICAL)
+    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)  # its shutdown notes
     task = json.loads(sys.argv[1])
     anyio.run(ROLES[task["role"]], task)
