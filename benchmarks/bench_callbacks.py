@@ -15,15 +15,20 @@ only) and last 2 to 12 s; one ``watch_runs`` waits for all of them.
 - *status requests*: the list and ``/status`` polls the client sent while
   waiting; the same runs are then waited for again with polling alone
   (launched without a callback), to show what the callbacks saved, and with
-  what detection delay polling alone does it (notice minus server end).
+  what detection delay polling alone does it (notice minus server end);
+- *stuck*: waits still going 60 s after the last run ended, then given up (a
+  wait the SDK never ends; the benchmark used to hang on it); *unsent*: runs
+  whose wait ended before the simulator logged their final callback (not in
+  the delays).
 
 A wait hands out the full run, so a final callback is followed by one fetch
 of the run: a poll, ahead of every other run but within the polling budget
 (runs whose callbacks land within one polling interval share it). Targets,
 against polling alone in the same run: callback delay p99 at most half of
-polling's, with no more status requests. The client's limiter is off for the
-launches (1,000 launches would otherwise take 105 s of the Titanium budget,
-and launching is not what this measures); polling keeps its own pace.
+polling's, with no more status requests, and no wait stuck. The client's
+limiter is off for the launches (1,000 launches would otherwise take 105 s of
+the Titanium budget, and launching is not what this measures); polling keeps
+its own pace.
 
 Each mode runs ``--repeats`` times, alternating; the table shows each run's
 p50 / p99 / max and their medians, and the targets are judged on the medians.
@@ -63,6 +68,9 @@ PATH = "/edges/callbacks"
 # the receiver is named by this host, which the sender's transport maps to 127.0.0.1.
 PUBLIC_HOST = "app.example.com"
 P99_TARGET_RATIO = 0.5  # callbacks' p99 delay / polling alone's, at most
+# A wait still going this long after the last run ended is stuck: it is ended
+# and counted (the safety net polls a covered run every 30 s).
+STUCK_AFTER = 60.0
 
 
 @contextlib.asynccontextmanager
@@ -98,6 +106,8 @@ class Outcome:
     max_ms: float
     status_requests: int
     seconds: float
+    stuck: int  # waits still going STUCK_AFTER s after the last run ended
+    unsent: int  # runs whose wait ended with no final callback POSTed yet
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -137,29 +147,35 @@ async def measure(runs: int, seed: int, *, with_callbacks: bool) -> Outcome:
                     ]
                     before = polls((await anyio.to_thread.run_sync(simulator.log))[0])
                     started = anyio.current_time()
-                    async for run in client.watch_runs(uids):
-                        noticed[run.uid] = anyio.current_time()
+                    with anyio.move_on_after(max(ends(runs, seed)) + STUCK_AFTER):
+                        async for run in client.watch_runs(uids):
+                            noticed[run.uid] = anyio.current_time()
                     took = anyio.current_time() - started
             requests, deliveries = await anyio.to_thread.run_sync(simulator.log)
             status_requests = polls(requests) - before
             ended: dict[str, float | None] = simulator.control("ended")
         finally:
             await anyio.to_thread.run_sync(simulator.close)
+    ended_here = [uid for uid in uids if uid in noticed]
+    unsent = 0
     if with_callbacks:
         sent = {d.run_uid: d.time for d in deliveries if d.attempt == 1}
-        delays = [(noticed[uid] - sent[uid]) * 1000 for uid in uids]
+        unsent = sum(1 for uid in ended_here if uid not in sent)
+        delays = [(noticed[uid] - sent[uid]) * 1000 for uid in ended_here if uid in sent]
         mode = "callbacks (final) + safety-net polling"
     else:
-        delays = [(noticed[uid] - (ended[uid] or 0.0)) * 1000 for uid in uids]
+        delays = [(noticed[uid] - (ended[uid] or 0.0)) * 1000 for uid in ended_here]
         mode = "polling alone"
     return Outcome(
         mode,
         runs,
         percentile(delays, 0.5),
         percentile(delays, 0.99),
-        max(delays),
+        max(delays, default=math.nan),
         status_requests,
         took,
+        runs - len(ended_here),
+        unsent,
     )
 
 
@@ -167,14 +183,14 @@ def table(outcomes: list[Outcome]) -> str:
     """One line per mode and repeat, then each mode's medians."""
     lines = [
         f"{'mode':<40} {'run':>4} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-        f"{'status requests':>16} {'wall s':>7}",
-        "-" * 97,
+        f"{'status requests':>16} {'wall s':>7} {'stuck':>6} {'unsent':>7}",
+        "-" * 112,
     ]
     for mode in dict.fromkeys(o.mode for o in outcomes):
         mine = [o for o in outcomes if o.mode == mode]
         lines.extend(
             f"{o.mode:<40} {i:>4} {o.p50_ms:>8.1f} {o.p99_ms:>8.1f} {o.max_ms:>8.1f} "
-            f"{o.status_requests:>16,} {o.seconds:>7.1f}"
+            f"{o.status_requests:>16,} {o.seconds:>7.1f} {o.stuck:>6} {o.unsent:>7}"
             for i, o in enumerate(mine, 1)
         )
         lines.append(
@@ -216,12 +232,14 @@ def main() -> int:
     polling = [o for o in outcomes if o.mode == "polling alone"]
     ratio = median(callbacks, "p99_ms") / median(polling, "p99_ms")
     requests = median(callbacks, "status_requests"), median(polling, "status_requests")
-    verdict = "PASS" if ratio <= P99_TARGET_RATIO and requests[0] <= requests[1] else "FAIL"
+    stuck = sum(o.stuck for o in outcomes)
+    met = ratio <= P99_TARGET_RATIO and requests[0] <= requests[1] and stuck == 0
+    verdict = "PASS" if met else "FAIL"
     print(
         f"\nmedians over {args.repeats} runs: p99 delay, callbacks / polling alone: {ratio:.2f} "
         f"(target <= {P99_TARGET_RATIO:g}); p50: "
         f"{median(callbacks, 'p50_ms') / median(polling, 'p50_ms'):.2f}; status requests "
-        f"{requests[0]:,.0f} vs {requests[1]:,.0f}: {verdict}; "
+        f"{requests[0]:,.0f} vs {requests[1]:,.0f}; waits stuck {stuck}: {verdict}; "
         f"{time.monotonic() - started:.0f} s wall"
     )
     return 0 if verdict == "PASS" else 1
