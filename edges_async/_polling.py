@@ -52,7 +52,7 @@ from ._exceptions import (
     NotFoundError,
 )
 from ._http import HTTPCore
-from ._models import Run
+from ._models import TERMINAL_STATUSES, Run
 from ._poll_requests import PollRequests, is_transient, parse_run
 from ._poll_schedule import CONFIRM, MAX_BATCH, NEW, PollSchedule, RunWatch
 from ._poller_task import PollerTask
@@ -355,7 +355,9 @@ class RunPoller:
         status = item.get("status")
         changed = status != watch.status or not watch.seen
         watch.item = item
-        if not (changed or watch.confirming):
+        # A terminal status always counts: watch.status may hold what a
+        # callback told, and the API showing the same end is no "no change".
+        if not (changed or watch.confirming or status in TERMINAL_STATUSES):
             return None
         try:
             run = parse_run(watch.uid, item, response)

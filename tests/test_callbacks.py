@@ -18,6 +18,8 @@ import edges_async as ea
 from edges_async.callbacks import DEFAULT_SECRET_HEADER, CallbackEvent, CallbackReceiver
 from edges_async.testing import EdgesSimulator, RunScript, Workspace
 
+from .conftest import ClientFactory
+
 SECRET = "s3cret-s3cret-s3cret"
 URL = "https://app.example/edges/callbacks"
 _refs = itertools.count()
@@ -483,3 +485,48 @@ async def test_resuming_a_run_forgets_the_end_a_callback_told(waits: Waits) -> N
     run = await waits.client.wait_for_run(uid)
     assert run.status is ea.RunStatus.SUCCEEDED  # the resumed run's own end, polled
     assert run.action_name is not None
+
+
+async def test_a_final_callback_the_list_does_not_show_then_status_shows_still_ends(
+    mock_client: ClientFactory,
+) -> None:
+    """The confirm poll's list leaves the run out; /status then shows it ended: the wait ends.
+
+    The callback's status must not pass for what the API said: the poller once
+    took SUCCEEDED from /status as "no change" after the callback told it, and
+    polled that ended run forever.
+    """
+    uid = "4c3a5f0e-9d1b-4a8e-8a52-6b1f0c2d7e11"
+    ended = anyio.Event()
+    lists = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal lists
+        if request.url.path.endswith("/runs"):
+            lists += 1
+            return httpx.Response(200, json=[])  # the list leaves the run out
+        status = "SUCCEEDED" if ended.is_set() else "RUNNING"
+        return httpx.Response(200, json={"uid": uid, "status": status, "output_count": 2})
+
+    client = mock_client(handler)
+    receiver = CallbackReceiver(client, secret=SECRET)
+
+    async def deliver() -> None:
+        await anyio.sleep(5.0)
+        ended.set()
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=receiver), base_url=URL
+        ) as edges:
+            answer = await edges.post(
+                "",
+                json=callback_body(uid, "SUCCEEDED"),
+                headers={DEFAULT_SECRET_HEADER: SECRET},
+            )
+            assert answer.status_code == 200
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(deliver)
+        run = await client.wait_for_run(uid, timeout=120)
+    assert run.status is ea.RunStatus.SUCCEEDED
+    assert lists >= 1  # the confirm went through the list, which left the run out
+    assert anyio.current_time() < 60
