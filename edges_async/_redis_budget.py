@@ -39,6 +39,7 @@ budgets the coordination opens anew.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -78,6 +79,7 @@ _FLUSH = 0.1  # successes and Remaining are sent at most this late
 _MAX_RELEASES = 64  # slots given back waiting for the task, per group
 _STALE_HEARTBEATS = 3  # a member silent this many heartbeats is gone
 _TOLERANCE = 1e-6
+_WINDOW = 60.0  # the minute our own traffic is counted over
 
 _T = TypeVar("_T")
 
@@ -95,6 +97,7 @@ class _Group:
     """One route group as this process sees it: counters, the latest pace, what to send."""
 
     __slots__ = (
+        "book",
         "granted",
         "key",
         "last_grant",
@@ -105,11 +108,13 @@ class _Group:
         "pending_until",
         "per_minute",
         "rate_limited",
+        "recent",
         "releases",
         "remaining",
         "resume_at",
         "shared_pause_until",
         "successes",
+        "unseen",
         "waited",
     )
 
@@ -130,6 +135,25 @@ class _Group:
         self.successes = 0
         self.remaining: int | None = None
         self.releases: list[Reservation] = []
+        self.recent: collections.deque[float] = collections.deque()  # our grants, last minute
+        # Grants of the last minute the shared book never counted (fallback
+        # ones; all of them when Redis lost its data), to send it.
+        self.unseen: collections.deque[float] = collections.deque()
+        self.book: str | None = None  # the id of the shared book last seen
+
+    def note_grant(self, now: float, *, local: bool) -> None:
+        """A grant at ``now``; ``local``: from the fallback book (Redis does not know it)."""
+        self.granted += 1
+        self.last_grant = now
+        self.recent.append(now)
+        if local:
+            self.unseen.append(now)
+        _forget_before(self.recent, now - _WINDOW)
+
+    def unseen_since(self, moment: float) -> int:
+        """How many grants since ``moment`` the shared book has not counted."""
+        _forget_before(self.unseen, moment)
+        return len(self.unseen)
 
 
 @final
@@ -222,8 +246,7 @@ class RedisBudgets:
             return
         finally:
             state.waited += loop.time() - arrived
-        state.granted += 1
-        state.last_grant = loop.time()
+        state.note_grant(loop.time(), local=state.mode == "local")
 
     async def _reopened(self, group: str, reservation: Reservation | None) -> None:
         """Closed under the caller: its slot back, and a grant from the budgets opened anew."""
@@ -365,9 +388,11 @@ class RedisBudgets:
     def _switching(self, state: _Group, mode: str, fallback: LocalBudgets | None = None) -> None:
         """Keep this process's pace across a switch: one fallback interval after its last grant."""
         state.mode = mode
+        book = (fallback or self._fallback()).book(state.name)
+        if mode == "local":  # what we sent through Redis is our own traffic there too
+            book.adopt_own(state.recent)
         if state.last_grant is not None:
-            interval = (fallback or self._fallback()).book(state.name).interval
-            state.resume_at = state.last_grant + interval
+            state.resume_at = state.last_grant + book.interval
 
     def _fallback(self) -> LocalBudgets:
         return self._coordination._fallback(self._workspace, self._plan, self._headroom)
@@ -387,6 +412,10 @@ class RedisBudgets:
             self._wake.set()
 
     def _learn(self, state: _Group, pace: Pace) -> None:
+        if pace.book and pace.book != state.book:
+            if state.book is not None:  # Redis lost its data: the new book saw none of ours
+                state.unseen = collections.deque(state.recent)
+            state.book = pace.book
         state.pace = pace
         if pace.paused_for > 0:
             state.shared_pause_until = self._loop.time() + pace.paused_for
@@ -517,9 +546,11 @@ class RedisBudgets:
                 await self._bounded(self._scripts.release(state.key, reservation))
         for state in groups:
             successes, remaining = state.successes, state.remaining
-            if not successes and remaining is None:
+            unseen = state.unseen_since(self._loop.time() - _WINDOW)
+            if not successes and remaining is None and not unseen:
                 continue
             state.successes, state.remaining = 0, None
+            held, state.unseen = state.unseen, collections.deque()
             try:
                 pace = await self._bounded(
                     self._scripts.adjust(
@@ -529,10 +560,13 @@ class RedisBudgets:
                         foreign_tolerance=_FOREIGN_TOLERANCE,
                         per_minute=state.per_minute,
                         headroom=self._headroom,
+                        unseen=unseen,
                     )
                 )
             except BaseException:
                 self._keep(state, successes=successes, remaining=remaining)
+                held.extend(state.unseen)
+                state.unseen = held
                 raise
             self._learn(state, pace)
         self._coordination._health.answered()
@@ -578,6 +612,11 @@ class RedisBudgets:
             f"<RedisBudgets plan={self._plan.value} headroom={self._headroom} "
             f"runs={runs.pace.rate:.1f}/min granted={runs.granted} 429s={runs.rate_limited}>"
         )
+
+
+def _forget_before(moments: collections.deque[float], moment: float) -> None:
+    while moments and moments[0] < moment:
+        moments.popleft()
 
 
 def _cancelling(task: asyncio.Task[object] | None) -> int:

@@ -13,6 +13,7 @@ holding the slot book of ``_slot_book`` (the same algorithm, in Lua)::
     last          the latest slot given, while it is the last (-1: not known)
     free          one slot given back before the last one (-1: none)
     win cnt prev  grants in the current and the previous minute (our own traffic)
+    sent          the Redis time of the latest grant (-inf: none yet)
     book          the book's random id, set by the call that creates the hash
 
 Rules the scripts keep:
@@ -75,7 +76,7 @@ end
 -- `candidate`: the id of the book this call creates if there is none (nil: none made)
 local function load(key, candidate)
   local v = redis.call('HMGET', key, 'next', 'paused_until', 'factor', 'refused_at',
-    'last_success', 'share', 'epoch', 'last', 'free', 'win', 'cnt', 'prev', 'book')
+    'last_success', 'share', 'epoch', 'last', 'free', 'win', 'cnt', 'prev', 'book', 'sent')
   local book = v[13]
   if not book or book == '' then book = candidate end
   return {
@@ -85,6 +86,7 @@ local function load(key, candidate)
     last_success = num(v[5], -1), share = num(v[6], 1, MIN_FACTOR, 1),
     epoch = math.floor(num(v[7], 0, 0)), last = num(v[8], -1), free = num(v[9], -1),
     win = num(v[10], -1), cnt = num(v[11], 0, 0), prev = num(v[12], 0, 0),
+    sent = num(v[14], -math.huge),
   }
 end
 local function save(key, s)
@@ -92,7 +94,8 @@ local function save(key, s)
     'factor', f6(s.factor), 'refused_at', f6(s.refused_at),
     'last_success', f6(s.last_success), 'share', f6(s.share),
     'epoch', string.format('%d', s.epoch), 'last', f6(s.last), 'free', f6(s.free),
-    'win', f6(s.win), 'cnt', f6(s.cnt), 'prev', f6(s.prev), 'book', s.book)
+    'win', f6(s.win), 'cnt', f6(s.cnt), 'prev', f6(s.prev), 'book', s.book,
+    'sent', f6(s.sent))
   redis.call('EXPIRE', key, @TTL@)
 end
 -- requests per minute the group is paced at now
@@ -111,10 +114,17 @@ end
 local function granted(s, now)
   roll(s, now)
   s.cnt = s.cnt + 1
+  s.sent = now
 end
--- the next free slot: a given-back one still ahead, else the stream's next
+-- the least time between two grants: halfway between the stream's spacing and
+-- the plan's (half the slack: the network's jitter)
+local function gap(s, per_minute, headroom)
+  return (60 / rate(s, per_minute, headroom) + 60 / per_minute) / 2
+end
+-- the next free slot: a given-back one still ahead, else the stream's next;
+-- never closer than `gap` to the latest grant (a late caller's)
 local function take(s, now, per_minute, headroom, min_wait)
-  local earliest = math.max(now + min_wait, s.paused_until)
+  local earliest = math.max(now + min_wait, s.paused_until, s.sent + gap(s, per_minute, headroom))
   local slot
   if s.free >= earliest then
     slot = s.free
@@ -127,8 +137,9 @@ local function take(s, now, per_minute, headroom, min_wait)
   if slot - now <= EPS then granted(s, now) end
   return slot
 end
-local function answer(s, now, slot, per_minute, headroom)
-  return {f6(math.max(0, slot - now)), f6(slot), string.format('%d', s.epoch), s.book,
+-- `wake`: when the caller may go, if later than its slot (nil: at its slot)
+local function answer(s, now, slot, per_minute, headroom, wake)
+  return {f6(math.max(0, (wake or slot) - now)), f6(slot), string.format('%d', s.epoch), s.book,
     f6(rate(s, per_minute, headroom)), f6(math.max(0, s.paused_until - now))}
 end
 """
@@ -147,21 +158,26 @@ return answer(s, now, slot, per_minute, headroom)
 # KEYS[1] the budget hash. ARGV: now, per_minute, headroom, slot, epoch, book,
 # new book id. A caller woke for its slot: go (wait 0) if the slot still holds
 # (this book issued it: same book, before its next free slot; same epoch; not
-# paused; not late by more than half the slack between our spacing and the
-# plan's, at least 20 ms); sleep on if it woke early; else a new slot (a late
-# caller holding the last slot takes it again at once).
+# paused) and the latest grant was `gap` ago at least (a late caller went just
+# before: sleep on until then, the wait it leaves dies out over the next slots,
+# each gap shorter than the stream's spacing); sleep on if it woke early. A
+# caller late by up to one interval (a quarter second at least) still goes: a
+# busy process waking a little late every time is served, not queued again at
+# the end forever. Later than that (a stalled process: its request would land
+# in the next minute, over its count), a new slot (a caller holding the last
+# slot takes it again at once).
 _CONFIRM = """
 local now = clock(ARGV[1])
 local per_minute, headroom = tonumber(ARGV[2]), tonumber(ARGV[3])
 local slot, epoch = tonumber(ARGV[4]), tonumber(ARGV[5])
 local s = load(KEYS[1], ARGV[7])
 if ARGV[6] == s.book and epoch == s.epoch and slot < s.next and now >= s.paused_until then
-  if slot - now > EPS then
-    return answer(s, now, slot, per_minute, headroom)
+  local due = math.max(slot, s.sent + gap(s, per_minute, headroom))
+  if due - now > EPS then
+    return answer(s, now, slot, per_minute, headroom, due)
   end
   local interval = 60 / rate(s, per_minute, headroom)
-  local lateness = math.max(0.02, (interval - 60 / per_minute) / 2)
-  if now <= slot + lateness then
+  if now <= due + math.max(0.25, interval) then
     granted(s, now)
     save(KEYS[1], s)
     return answer(s, now, now, per_minute, headroom)
@@ -222,7 +238,10 @@ return answer(s, now, now, per_minute, headroom)
 """
 
 # KEYS[1] the budget hash. ARGV: now, per_minute, headroom, successes,
-# remaining ('' if unknown), foreign_tolerance, new book id.
+# remaining ('' if unknown), foreign_tolerance, new book id, unseen.
+# `unseen`: grants of the last minute this book never counted (made while
+# Redis failed, or before it lost its data), added to our own traffic: they
+# are not foreign.
 # Successes recover the factor (+0.02 each up to 90 % of the refused one,
 # then 5 % per minute); X-RateLimit-Remaining below what the coordinated
 # traffic of the last minute explains is foreign traffic: the share shrinks.
@@ -231,6 +250,11 @@ local now = clock(ARGV[1])
 local per_minute, headroom = tonumber(ARGV[2]), tonumber(ARGV[3])
 local successes = math.max(0, tonumber(ARGV[4]))
 local s = load(KEYS[1], ARGV[7])
+local unseen = num(ARGV[8], 0, 0)
+if unseen > 0 then
+  roll(s, now)
+  s.cnt = s.cnt + unseen
+end
 if successes > 0 then
   local safe = 0.9 * s.refused_at
   if s.factor < safe then
@@ -287,6 +311,8 @@ class Pace:
     """Requests per minute the group is paced at, workspace-wide."""
     paused_for: float
     """Seconds the group stays paused after a 429 (0: not paused)."""
+    book: str = ""
+    """The id of the book that answered (a new one: Redis lost the previous one)."""
 
 
 @final
@@ -313,7 +339,8 @@ def _now(now: float | None) -> str:
 
 def _reservation(reply: Any) -> Reservation:
     wait, slot, epoch, book, rate, paused_for = (_text(item) for item in reply)
-    return Reservation(float(wait), slot, int(epoch), book, Pace(float(rate), float(paused_for)))
+    pace = Pace(float(rate), float(paused_for), book)
+    return Reservation(float(wait), slot, int(epoch), book, pace)
 
 
 def new_book_id() -> str:
@@ -424,9 +451,14 @@ class BudgetScripts:
         foreign_tolerance: float,
         per_minute: float,
         headroom: float,
+        unseen: int = 0,
         now: float | None = None,
     ) -> Pace:
-        """Successes recover the rate; ``remaining`` (``X-RateLimit-Remaining``) sizes the share."""
+        """Successes recover the rate; ``remaining`` (``X-RateLimit-Remaining``) sizes the share.
+
+        ``unseen``: this process's grants of the last minute the book never
+        counted (while Redis failed, or before it lost its data): our traffic.
+        """
         args: list[str | float] = [
             _now(now),
             per_minute,
@@ -435,6 +467,7 @@ class BudgetScripts:
             "" if remaining is None else remaining,
             foreign_tolerance,
             self._book_ids(),
+            max(0, unseen),
         ]
         return _pace(await self._adjust(keys=[key], args=args))
 

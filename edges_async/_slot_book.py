@@ -45,6 +45,7 @@ Answers adapt the rate (:meth:`refused`, :meth:`succeeded`, :meth:`remaining`):
 from __future__ import annotations
 
 import collections
+import collections.abc
 import heapq
 import math
 import threading
@@ -241,6 +242,15 @@ class SlotBook:
             self._own.append(now)
             self._forget_before(now - _WINDOW)
 
+    def adopt_own(self, moments: collections.abc.Iterable[float]) -> None:
+        """Take ``moments`` (ascending) as our own traffic of the last minute.
+
+        For a book that starts spending where another left off (the Redis
+        budget's fallback): the requests sent through the other one are ours too.
+        """
+        with self._lock:
+            self._own = collections.deque(moments)
+
     def note_wait(self, seconds: float) -> None:
         """Add the time one caller spent in acquire."""
         with self._lock:
@@ -291,7 +301,10 @@ class SlotBook:
             return
         with self._lock:
             self._forget_before(now - _WINDOW)
-            explained = self._per_minute - len(self._own)
+            # A book sized for one of n processes: the others' (1 - 1/n) of
+            # the plan is theirs, not foreign.
+            others = self._per_minute * (1 - self._scale)
+            explained = self._per_minute - len(self._own) - others
             foreign = explained - remaining
             if foreign > _FOREIGN_TOLERANCE:
                 self._share = max(_MIN_FACTOR, (self._per_minute - foreign) / self._per_minute)

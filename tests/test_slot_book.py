@@ -225,3 +225,15 @@ def test_threads_reserving_at_once_get_distinct_evenly_spaced_slots() -> None:
     for thread in threads:
         thread.join()
     assert sorted(got) == pytest.approx([index * 0.01 for index in range(4000)])
+
+
+def test_a_book_for_one_of_n_processes_leaves_the_others_share_alone() -> None:
+    """A fallback book (1/4 of the plan): the other three's traffic is not foreign, nor ours
+    sent through the shared book before (adopted); only traffic beyond that shrinks it."""
+    book = SlotBook(1200, 40, headroom=0.95, scale=0.25)
+    full = book.current_rate
+    book.adopt_own([float(t) / 5 for t in range(285)])  # 285 of ours in the last minute
+    book.remaining("60", 57.0)  # 1200 - 4 x 285: everyone at 95 % of their share
+    assert book.current_rate == pytest.approx(full)
+    book.remaining("0", 57.0)  # the others counted at their whole share (900): 15 foreign
+    assert book.current_rate == pytest.approx(full * (1200 - 15) / 1200)
