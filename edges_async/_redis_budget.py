@@ -53,6 +53,8 @@ import redis.exceptions
 from ._backoff import retry_after_seconds
 from ._budget import BudgetSnapshot
 from ._plans import PlanTier
+from ._redis_budget_state import WINDOW as _WINDOW
+from ._redis_budget_state import GroupState
 from ._redis_coordination import CoordinationError
 from ._redis_scripts import Pace, Reservation
 
@@ -79,7 +81,6 @@ _FLUSH = 0.1  # successes and Remaining are sent at most this late
 _MAX_RELEASES = 64  # slots given back waiting for the task, per group
 _STALE_HEARTBEATS = 3  # a member silent this many heartbeats is gone
 _TOLERANCE = 1e-6
-_WINDOW = 60.0  # the minute our own traffic is counted over
 
 _T = TypeVar("_T")
 
@@ -90,70 +91,6 @@ class _Closed(Exception):
     def __init__(self, reservation: Reservation | None = None) -> None:
         super().__init__()
         self.reservation = reservation  # a slot it held, to give back
-
-
-@final
-class _Group:
-    """One route group as this process sees it: counters, the latest pace, what to send."""
-
-    __slots__ = (
-        "book",
-        "granted",
-        "key",
-        "last_grant",
-        "local_pause_until",
-        "mode",
-        "name",
-        "pace",
-        "pending_until",
-        "per_minute",
-        "rate_limited",
-        "recent",
-        "releases",
-        "remaining",
-        "resume_at",
-        "shared_pause_until",
-        "successes",
-        "unseen",
-        "waited",
-    )
-
-    def __init__(self, name: str, key: str, per_minute: float, per_second: float, headroom: float):
-        self.name = name
-        self.key = key
-        self.per_minute = min(per_minute, per_second * 60)  # the even stream's tighter cap
-        self.pace = Pace(self.per_minute * headroom, 0.0)
-        self.granted = 0
-        self.waited = 0.0
-        self.rate_limited = 0
-        self.last_grant: float | None = None
-        self.mode: str | None = None  # "shared" or "local": where the latest grant came from
-        self.resume_at = -math.inf  # no grant before it (a switch keeps the pace)
-        self.local_pause_until = -math.inf  # a 429 this process saw
-        self.shared_pause_until = -math.inf  # the pause Redis reported
-        self.pending_until: float | None = None  # a 429's pause, not yet sent (loop time)
-        self.successes = 0
-        self.remaining: int | None = None
-        self.releases: list[Reservation] = []
-        self.recent: collections.deque[float] = collections.deque()  # our grants, last minute
-        # Grants of the last minute the shared book never counted (fallback
-        # ones; all of them when Redis lost its data), to send it.
-        self.unseen: collections.deque[float] = collections.deque()
-        self.book: str | None = None  # the id of the shared book last seen
-
-    def note_grant(self, now: float, *, local: bool) -> None:
-        """A grant at ``now``; ``local``: from the fallback book (Redis does not know it)."""
-        self.granted += 1
-        self.last_grant = now
-        self.recent.append(now)
-        if local:
-            self.unseen.append(now)
-        _forget_before(self.recent, now - _WINDOW)
-
-    def unseen_since(self, moment: float) -> int:
-        """How many grants since ``moment`` the shared book has not counted."""
-        _forget_before(self.unseen, moment)
-        return len(self.unseen)
 
 
 @final
@@ -204,7 +141,7 @@ class RedisBudgets:
         runs = (plan.requests_per_minute, plan.requests_per_second)
         live = (plan.live_requests_per_minute, plan.live_requests_per_second)
         self._groups = {
-            name: _Group(name, coordination.key(workspace, "budget", name), *figures, headroom)
+            name: GroupState(name, coordination.key(workspace, "budget", name), *figures, headroom)
             for name, figures in (("runs", runs), ("live", live), ("other", runs))
         }
         self._members_key = coordination.key(workspace, "members")
@@ -255,7 +192,7 @@ class RedisBudgets:
             fresh._give_back(fresh._groups[group], reservation)
         await fresh.acquire(group)
 
-    async def _acquire(self, state: _Group) -> None:
+    async def _acquire(self, state: GroupState) -> None:
         coordination = self._coordination
         health = coordination._health
         deadline: float | None = None
@@ -286,7 +223,7 @@ class RedisBudgets:
                 ) from error
             await asyncio.sleep(min(coordination._retry_interval, deadline - now))
 
-    async def _acquire_shared(self, state: _Group) -> None:
+    async def _acquire_shared(self, state: GroupState) -> None:
         loop = self._loop
         task = asyncio.current_task()
         cancels = _cancelling(task)
@@ -323,7 +260,7 @@ class RedisBudgets:
             self._learn(state, reservation.pace)
         state.mode = "shared"
 
-    async def _reserve(self, state: _Group) -> Reservation:
+    async def _reserve(self, state: GroupState) -> Reservation:
         """A slot of the shared book, no sooner than this process's pace allows."""
         if state.mode == "local":
             self._switching(state, "shared")
@@ -340,7 +277,7 @@ class RedisBudgets:
         self._learn(state, reservation.pace)
         return reservation
 
-    async def _acquire_local(self, state: _Group) -> bool:
+    async def _acquire_local(self, state: GroupState) -> bool:
         """A grant from the fallback book; false if Redis answered meanwhile (go shared then).
 
         Never both books at once: a caller waiting here leaves as soon as
@@ -385,7 +322,9 @@ class RedisBudgets:
         with anyio.fail_after(self._coordination.socket_timeout):
             return await call
 
-    def _switching(self, state: _Group, mode: str, fallback: LocalBudgets | None = None) -> None:
+    def _switching(
+        self, state: GroupState, mode: str, fallback: LocalBudgets | None = None
+    ) -> None:
         """Keep this process's pace across a switch: one fallback interval after its last grant."""
         state.mode = mode
         book = (fallback or self._fallback()).book(state.name)
@@ -397,7 +336,7 @@ class RedisBudgets:
     def _fallback(self) -> LocalBudgets:
         return self._coordination._fallback(self._workspace, self._plan, self._headroom)
 
-    async def _sit_out_pause(self, state: _Group) -> None:
+    async def _sit_out_pause(self, state: GroupState) -> None:
         await self._sleep_until(state.local_pause_until)
 
     async def _sleep_until(self, moment: float) -> None:
@@ -405,13 +344,13 @@ class RedisBudgets:
         if left > _TOLERANCE:
             await asyncio.sleep(left)
 
-    def _give_back(self, state: _Group, reservation: Reservation) -> None:
+    def _give_back(self, state: GroupState, reservation: Reservation) -> None:
         if len(state.releases) < _MAX_RELEASES:
             state.releases.append(reservation)
             self._urgent.set()
             self._wake.set()
 
-    def _learn(self, state: _Group, pace: Pace) -> None:
+    def _learn(self, state: GroupState, pace: Pace) -> None:
         if pace.book and pace.book != state.book:
             if state.book is not None:  # Redis lost its data: the new book saw none of ours
                 state.unseen = collections.deque(state.recent)
@@ -573,7 +512,7 @@ class RedisBudgets:
 
     def _keep(
         self,
-        state: _Group,
+        state: GroupState,
         *,
         until: float | None = None,
         successes: int = 0,
@@ -612,11 +551,6 @@ class RedisBudgets:
             f"<RedisBudgets plan={self._plan.value} headroom={self._headroom} "
             f"runs={runs.pace.rate:.1f}/min granted={runs.granted} 429s={runs.rate_limited}>"
         )
-
-
-def _forget_before(moments: collections.deque[float], moment: float) -> None:
-    while moments and moments[0] < moment:
-        moments.popleft()
 
 
 def _cancelling(task: asyncio.Task[object] | None) -> int:
