@@ -11,7 +11,9 @@ secret. ``--runs`` runs are launched with ``receiver.callback(...)`` (final
 only) and last 2 to 12 s; one ``watch_runs`` waits for all of them.
 
 - *callback delay*: when ``watch_runs`` yielded a run minus when the simulator
-  started POSTing its final callback (both loops' clock is ``time.monotonic()``);
+  started POSTing its final callback (both loops' clock is ``time.monotonic()``),
+  or minus when the wait began, for a run that ended while the 1,000 runs
+  were still being launched (the same rule for polling alone);
 - *status requests*: the list and ``/status`` polls the client sent while
   waiting; the same runs are then waited for again with polling alone
   (launched without a callback), to show what the callbacks saved, and with
@@ -161,10 +163,14 @@ async def measure(runs: int, seed: int, *, with_callbacks: bool) -> Outcome:
     if with_callbacks:
         sent = {d.run_uid: d.time for d in deliveries if d.attempt == 1}
         unsent = sum(1 for uid in ended_here if uid not in sent)
-        delays = [(noticed[uid] - sent[uid]) * 1000 for uid in ended_here if uid in sent]
+        # A run that ended while the runs were still being launched was told
+        # before anyone waited: its delay counts from the wait's start.
+        delays = [
+            (noticed[uid] - max(sent[uid], started)) * 1000 for uid in ended_here if uid in sent
+        ]
         mode = "callbacks (final) + safety-net polling"
     else:
-        delays = [(noticed[uid] - (ended[uid] or 0.0)) * 1000 for uid in ended_here]
+        delays = [(noticed[uid] - max(ended[uid] or 0.0, started)) * 1000 for uid in ended_here]
         mode = "polling alone"
     return Outcome(
         mode,
