@@ -134,6 +134,12 @@ async def receive(job: dict[str, Any]) -> None:
                 for _ in range(count)
             ]
             say(json.dumps(uids))
+            if job.get("wait_here"):  # the one-process baseline: this process waits too
+                noticed: dict[str, float] = {}
+                since = time.monotonic()
+                async for run in client.watch_runs(uids):
+                    noticed[run.uid] = time.monotonic()
+                say(json.dumps({"noticed": noticed, "since": since}))
         await until_sigterm()
 
 

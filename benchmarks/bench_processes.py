@@ -475,10 +475,15 @@ class CallbackRun:
     polls: int  # status requests while B waited (the leader's safety net)
 
 
-def callbacks_once(sim: Simulator, redis_url: str, tls: Tls, key: str, count: int) -> CallbackRun:
-    """A launches ``count`` runs with callbacks to itself; they end one at a time; B waits."""
+def callbacks_once(
+    sim: Simulator, redis_url: str, tls: Tls, key: str, count: int, *, alone: bool = False
+) -> CallbackRun:
+    """A launches ``count`` runs with callbacks to itself; they end one at a time; B waits.
+
+    ``alone``: the baseline, one process without Redis that receives and waits.
+    """
     sim.workspace(key, "titanium")
-    coordinated = {"api_key": key, "plan": "titanium", "coordinated": True}
+    coordinated = {"api_key": key, "plan": "titanium", "coordinated": not alone}
     receiver = Worker(
         job(
             "receive",
@@ -489,23 +494,28 @@ def callbacks_once(sim: Simulator, redis_url: str, tls: Tls, key: str, count: in
             secret=SECRET,
             certfile=tls.cert_pem,
             public_host=PUBLIC_HOST,
+            wait_here=alone,
         )
     )
-    waiter = Worker(job("wait", "B", sim.base_url, redis_url, **coordinated))
+    waiter = None if alone else Worker(job("wait", "B", sim.base_url, redis_url, **coordinated))
     try:
         receiver.line()
-        waiter.line()
+        if waiter is not None:
+            waiter.line()
         # Launches go at the plan's pace (9.5/s on Titanium); the first run
         # ends 2 s after the last launch, then one every CALLBACK_SPACING s.
         first = time.monotonic() + count / LAUNCHES_PER_SECOND + 2.0
         sim.end_launches_at([first + CALLBACK_SPACING * i for i in range(count)])
         receiver.send(json.dumps(count))
         uids: list[str] = json.loads(receiver.line())
-        waiter.send(json.dumps(uids))
-        result = waiter.result()
+        if waiter is not None:
+            waiter.send(json.dumps(uids))
+            result = waiter.result()
+        else:
+            result = json.loads(receiver.line())
     finally:
         receiver.stop()
-        if waiter.process.poll() is None:
+        if waiter is not None and waiter.process.poll() is None:
             waiter.kill()
     noticed: dict[str, float] = result["noticed"]
     since: float = result["since"]
@@ -539,8 +549,22 @@ def section_callbacks(sim: Simulator, redis_url: str, quick: bool, tls: Tls) -> 
             f"max {max(run.delays, default=math.nan):.1f} ms; {run.polls} status requests "
             "while B waited"
         )
+    alone = []
+    for repeat in range(CALLBACK_REPEATS):
+        run = callbacks_once(sim, redis_url, tls, f"bench-alone-{repeat}", count, alone=True)
+        alone.append(run)
+        say(
+            f"    baseline {repeat + 1}, one process without Redis (receives and waits): p50 "
+            f"{percentile(run.delays, 0.5):.1f} ms, p99 {percentile(run.delays, 0.99):.1f} ms"
+        )
     p50 = statistics.median(percentile(run.delays, 0.5) for run in runs)
     p99 = statistics.median(percentile(run.delays, 0.99) for run in runs)
+    alone_p50 = statistics.median(percentile(run.delays, 0.5) for run in alone)
+    alone_p99 = statistics.median(percentile(run.delays, 0.99) for run in alone)
+    say(
+        f"  (what coordination adds, same workload, medians: p50 +{p50 - alone_p50:.1f} ms, "
+        f"p99 +{p99 - alone_p99:.1f} ms over one process's {alone_p50:.1f} / {alone_p99:.1f} ms)"
+    )
     complete = all(len(run.delays) == count for run in runs)
     verdict(
         "a callback taken by process A wakes a waiter in process B: p99 < 10 ms",
