@@ -95,6 +95,7 @@ class SharedPolling:
     __slots__ = (
         "_call_timeout",
         "_client_events",
+        "_closed",
         "_coordination",
         "_covered_key",
         "_down",
@@ -153,6 +154,7 @@ class SharedPolling:
             timeout if isinstance(timeout, (int, float)) and timeout > 0 else 0.5
         ) * 4 + self._timing.read_block
         self._local = False  # polling here, Redis failing
+        self._closed = False  # aclose ran: the task never starts again
         self._down = False  # Redis failed and has not answered since (logged)
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -237,7 +239,8 @@ class SharedPolling:
             await self._fallback.stop_if_idle()
 
     async def aclose(self, error: EdgesError) -> None:
-        """Stop; every waiter still waiting gets ``error``."""
+        """Stop for good; every waiter still waiting gets ``error``."""
+        self._closed = True  # nothing starts the task again (a late callback, say)
         for uid in list(self._interest):
             self._client_events.publish(RunFailed(uid, error))
         self._interest.clear()
@@ -289,6 +292,8 @@ class SharedPolling:
     # -- the task --------------------------------------------------------------------
 
     def _start(self) -> None:
+        if self._closed:
+            return
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._position = None

@@ -7,6 +7,7 @@ simulator in-process and one real Redis, in real time (short runs).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -20,6 +21,7 @@ import pytest
 
 import edges_async as ea
 from edges_async._redis_keys import SharedTiming
+from edges_async._run_events import RunResumed
 from edges_async._shared_polling import SharedPolling
 from edges_async.callbacks import DEFAULT_SECRET_HEADER, CallbackReceiver
 from edges_async.testing import EdgesSimulator, NoRateLimit, RunScript, Workspace
@@ -474,3 +476,14 @@ async def test_a_callback_claimed_by_a_worker_that_died_is_taken_by_the_next_del
     assert busy.headers["retry-after"] == "5"
     assert taken.json() == {"ok": True, "duplicate": False}
     assert again.json() == {"ok": True, "duplicate": True}
+
+
+async def test_news_after_the_client_closed_starts_no_task(processes: Processes) -> None:
+    """A callback or resume reaching a closed client's shared polling leaves no task behind."""
+    client = await processes.start("a")
+    poller = client._poller
+    assert isinstance(poller, SharedPolling)
+    await client.aclose()
+    poller._queue(RunResumed("0b6e4f1c-2a3d-4e5f-8a9b-0c1d2e3f4a5b"))
+    assert poller._task is None
+    assert [t for t in asyncio.all_tasks() if "shared run polling" in t.get_name()] == []
