@@ -48,13 +48,13 @@ from typing import TYPE_CHECKING, TypeVar, final
 
 import anyio
 import httpx
-import redis.exceptions
 
 from ._backoff import retry_after_seconds
 from ._budget import BudgetSnapshot
 from ._plans import PlanTier
 from ._redis_budget_state import WINDOW as _WINDOW
 from ._redis_budget_state import GroupState
+from ._redis_calls import bounded, redis_errors
 from ._redis_coordination import CoordinationError
 from ._redis_scripts import Pace, Reservation
 
@@ -70,7 +70,7 @@ __all__ = ["REDIS_ERRORS", "RedisBudgets"]
 logger = logging.getLogger("edges_async")
 
 # What "Redis does not answer" looks like: its own errors, and the socket's.
-REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+REDIS_ERRORS = redis_errors()
 
 _DEFAULT_PAUSE = 60.0
 _MAX_PAUSE = 120.0
@@ -319,8 +319,7 @@ class RedisBudgets:
         Even a ``redis=`` client without timeouts then fails instead of hanging
         when Redis stalls. ``TimeoutError`` is an ``OSError``: a Redis error.
         """
-        with anyio.fail_after(self._coordination.socket_timeout):
-            return await call
+        return await bounded(call, self._coordination.socket_timeout)
 
     def _switching(
         self, state: GroupState, mode: str, fallback: LocalBudgets | None = None

@@ -443,9 +443,7 @@ class SharedPolling:
             await self._redis.connection_pool.disconnect(inuse_connections=False)
             with anyio.fail_after(self._timing.retry):
                 await self._bounded(self._redis.ping())
-        except TimeoutError:
-            return False
-        except redis_errors():
+        except redis_errors():  # a timeout included
             return False
         return True
 

@@ -74,6 +74,7 @@ import anyio
 
 from ._callback_models import CallbackEvent
 from ._callback_stream_scripts import Scripts as _Scripts
+from ._redis_calls import redis_errors
 from ._run_streams import _FINALS_SHARE, CallbackReader, RunStreams, _Run, _slim
 
 if TYPE_CHECKING:
@@ -91,12 +92,6 @@ _NO_ACK: Final = ("", "")
 
 class ClientClosed(ConnectionError):
     """The receiver's client was closed: its Redis connection with it."""
-
-
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    from redis.exceptions import RedisError
-
-    return (RedisError, OSError)
 
 
 def _text(value: object) -> str:
@@ -245,7 +240,7 @@ class SharedRunStreams:
             return self._local.add(event, body)
         try:
             taken = await self._append(event, body)
-        except _redis_errors() as exc:
+        except redis_errors() as exc:
             self._failed(exc)
             return self._local.add(event, body)
         self._recovered()
@@ -327,7 +322,7 @@ class SharedRunStreams:
                 if not self._resting():
                     try:
                         answer = await self._call(hold, "next", hold.pending)
-                    except _redis_errors() as exc:
+                    except redis_errors() as exc:
                         self._failed(exc)
                     else:
                         self._recovered()
@@ -368,7 +363,7 @@ class SharedRunStreams:
         """The reader ends: give the lease up now (else it is done in the background)."""
         try:
             await self._call(hold, "release", hold.pending)
-        except _redis_errors() as exc:
+        except redis_errors() as exc:
             self._failed(exc)
         else:
             hold.leased = False
@@ -418,7 +413,7 @@ class SharedRunStreams:
         try:
             async with self._redis() as redis:
                 await redis.xread(streams, count=1, block=block)
-        except _redis_errors() as exc:
+        except redis_errors() as exc:
             self._failed(exc)
 
     async def _arrival_here(self, hold: _Hold) -> None:
@@ -458,7 +453,7 @@ class SharedRunStreams:
                         await self._release(hold)
                     elif hold.pending != _NO_ACK or hold.read_final:
                         await self._call(hold, "ack", hold.pending)
-        except _redis_errors() as exc:
+        except redis_errors() as exc:
             self._failed(exc)  # a later reader here sends what is owed
             if not hold.reading:
                 hold.leased = False  # it lapses on its own
