@@ -36,6 +36,11 @@ class Coordinated(Protocol):
         ...
 
     @property
+    def socket_timeout(self) -> float:
+        """Seconds one Redis command may take (validated > 0 by the coordination)."""
+        ...
+
+    @property
     def process_token(self) -> str:
         """This process's (this coordination's) unique name."""
         ...

@@ -149,10 +149,7 @@ class SharedPolling:
             workspace, "covered", uid
         )
         # The longest one Redis call may take (a blocking read included).
-        timeout = getattr(coordination, "socket_timeout", None)
-        self._call_timeout = (
-            timeout if isinstance(timeout, (int, float)) and timeout > 0 else 0.5
-        ) * 4 + self._timing.read_block
+        self._call_timeout = coordination.socket_timeout * 4 + self._timing.read_block
         self._local = False  # polling here, Redis failing
         self._closed = False  # aclose ran: the task never starts again
         self._down = False  # Redis failed and has not answered since (logged)
