@@ -272,17 +272,14 @@ class SharedPolling:
     async def tell(self, event: CallbackEvent, ref: bytes) -> None:
         """Put a callback taken here on the stream, for the leader and every waiter.
 
-        Then its claim is marked done (an hour: Edges' redeliveries come
-        within minutes). With Redis failing it waits in this process's
+        Its claim is marked done in the same transaction (for an hour:
+        Edges' redeliveries come within minutes). With Redis failing it waits in this process's
         outbox; this process's own waits hear it through the client's hub
         all the same.
         """
         received = CallbackReceived(event)
         try:
-            await self._send(received)
-            await self._bounded(
-                self._redis.set(self._keys.callback(ref.hex()), b"done", ex=claims.DONE_SECONDS)
-            )
+            await self._send(received, claim=self._keys.callback(ref.hex()))
         except redis_errors():
             self._queue(received)
 
@@ -530,7 +527,17 @@ class SharedPolling:
                 if ended is not None:
                     self._heard(RunEnded(uid, ended))
 
-    async def _send(self, event: CallbackReceived | RunResumed | Covered | WaitEvent) -> None:
+    async def _send(
+        self,
+        event: CallbackReceived | RunResumed | Covered | WaitEvent,
+        *,
+        claim: str | None = None,
+    ) -> None:
+        """Write ``event`` (and its side records) in one transaction.
+
+        ``claim``: the key of the callback claim this event settles, marked
+        done in the same round trip as the stream entry.
+        """
         keys = self._keys
         if isinstance(event, RunChanged):  # told unless this status was told already
             changed = self._redis.register_script(CHANGED)
@@ -557,6 +564,8 @@ class SharedPolling:
                 pipe.delete(keys.run(event.run_uid.lower()))
             elif isinstance(event, Covered):
                 pipe.set(self._covered_key(event.run_uid), b"1", ex=round(self._timing.keep_ended))
+            elif claim is not None:
+                pipe.set(claim, b"done", ex=claims.DONE_SECONDS)
             if isinstance(event, (RunEnded, RunFailed)):
                 pipe.zrem(keys.watched, event.run_uid)
                 pipe.delete(self._status_key(event.run_uid))
