@@ -9,6 +9,9 @@
   wanted; every ``_FULL_EVERY``-th poll is full anyway, which refreshes the
   last states and postponements and keeps waits correct even on a server that
   would ignore the status filter.
+- ``GET /v1/runs?status=<each terminal status>&sort=-updated_at&limit=100``
+  (and ``&offset=``) reads the change feed (:mod:`._run_feed`): the
+  workspace's runs that ended most recently, whichever they are.
 - ``GET /v1/runs/{uid}/status``, the light view, serves a run asked about alone.
 - ``GET /v1/runs/{uid}`` fetches in full a run the light view shows ended.
 
@@ -35,11 +38,15 @@ from ._http import HTTPCore
 from ._models import TERMINAL_STATUSES, Run
 from ._params import uid_filter_query
 from ._responses import decode_json, invalid_response, parse_model
+from ._run_feed import FEED_PAGE
 
 __all__ = ["ListAnswer", "PollRequests", "is_transient", "parse_run"]
 
 _FULL_EVERY = 10  # one list poll in this many asks for every run, ended or not
 _TERMINAL_VALUES: Final = tuple(sorted(status.value for status in TERMINAL_STATUSES))
+_FEED_QUERY: Final = "&".join(
+    [*(f"status={name}" for name in _TERMINAL_VALUES), "sort=-updated_at", f"limit={FEED_PAGE}"]
+)
 
 
 @final
@@ -90,6 +97,19 @@ class PollRequests:
             if isinstance(uid, str):
                 items.setdefault(uid.lower(), item)
         return ListAnswer(items, full, response)
+
+    async def feed_page(self, offset: int) -> tuple[list[Any], httpx.Response]:
+        """One page of the change feed: ended runs, most recently updated first.
+
+        Raises:
+            EdgesError: The request failed, or the answer is not a JSON array.
+        """
+        query = _FEED_QUERY if offset == 0 else f"{_FEED_QUERY}&offset={offset}"
+        response = await self._core.get(self._list_url.copy_with(query=query.encode()))
+        found = decode_json(response)
+        if not isinstance(found, list):
+            raise invalid_response(response, "expected a JSON array")
+        return found, response
 
     async def status(self, uid: str) -> tuple[dict[str, Any], httpx.Response]:
         """The light view of one run, and the response it came in.

@@ -60,6 +60,7 @@ class RunWatch:
         "followed",
         "item",
         "queued",
+        "resumed_at",
         "since",
         "status",
         "uid",
@@ -80,6 +81,7 @@ class RunWatch:
         self.due_at = -math.inf  # loop time before which it is not polled again
         self.covered = False  # its callbacks reach the client: polled as a safety net only
         self.confirming = False  # a final callback ended it: fetch it in full, first
+        self.resumed_at = -math.inf  # loop time it was last resumed
 
     @property
     def seen(self) -> bool:
@@ -173,6 +175,11 @@ class PollSchedule:
         if wake_at > now and self._postponed:
             wake_at = min(wake_at, self._postponed[0][0])
         return wake_at
+
+    def first_due(self, now: float) -> RunWatch | None:
+        """The most urgent ready run, if it is due at ``now``."""
+        self.ripen(now)
+        return self._ready[0][2] if self._due_at() <= now else None
 
     def _due_at(self) -> float:
         """When the first ready run is due (``inf`` when none is ready)."""

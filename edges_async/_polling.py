@@ -14,6 +14,10 @@ cannot go on):
   fewer than 100 pending every request refreshes all of them.
 - **Urgency.** New runs first, then each at its share of a sweep, gently less
   often as it ages (:mod:`._poll_schedule`).
+- **Change feed.** With more than 100 runs pending, most requests read the
+  runs that ended most recently instead (:mod:`._feed_reader`), which finds
+  an ended run within about one polling interval whatever their number; the
+  uid requests go on as a safety net, with ``safety_net`` of the requests.
 - **Callbacks.** A run whose callbacks reach the client is polled only as a
   safety net (:mod:`._callback_ledger`). A final callback ends its wait: the
   run is fetched in full in the next poll, ahead of every other run.
@@ -51,6 +55,7 @@ from ._exceptions import (
     EdgesError,
     NotFoundError,
 )
+from ._feed_reader import FeedReader
 from ._http import HTTPCore
 from ._models import TERMINAL_STATUSES, Run
 from ._poll_requests import PollRequests, is_transient, parse_run
@@ -64,7 +69,9 @@ from ._run_events import (
     RunEvents,
     RunFailed,
     RunLaunched,
+    RunResumed,
 )
+from ._run_feed import FeedRow, feed_time
 
 __all__ = ["RunPoller"]
 
@@ -88,6 +95,7 @@ class RunPoller:
         "_batching",
         "_events",
         "_failures",
+        "_feed",
         "_granted_rate",
         "_ledger",
         "_policy",
@@ -115,12 +123,14 @@ class RunPoller:
         self._watches: dict[str, RunWatch] = {}
         self._schedule = PollSchedule(policy)
         self._task = PollerTask(self._poll_interval)
+        self._feed = FeedReader(self._requests, policy)
         self._batching = True  # whether the runs list takes a uid filter
         self._failures = 0  # transient failures in a row
         self._resume_at = -math.inf  # loop time polling may resume at after them
         self._ledger = CallbackLedger(events)
         events.subscribe(RunLaunched, self._launched)
         events.subscribe(CallbackReceived, self._callback)
+        events.subscribe(RunResumed, self._resumed)
 
     def _poll_interval(self) -> float:
         """Seconds between two polls: the runs budget granted now, less the reserve."""
@@ -207,6 +217,11 @@ class RunPoller:
         if event.is_final:
             self._confirm(watch)
 
+    def _resumed(self, event: RunResumed) -> None:
+        """A resumed run is not over, whatever a feed page read before says."""
+        if (watch := self._watches.get(event.run_uid)) is not None:
+            watch.resumed_at = _now()
+
     def _confirm(self, watch: RunWatch) -> None:
         """Fetch, first of all, a run a final callback ended.
 
@@ -244,25 +259,69 @@ class RunPoller:
     async def _work(self) -> None:
         while self._watches:
             batch = await self._next_batch()
-            if batch:
+            if batch is None:
+                await self._read_feed()
+            elif batch:
                 await self._poll(batch)
 
-    async def _next_batch(self) -> list[RunWatch]:
-        """Wait until runs are due and the budget has room; then the batch to poll."""
+    async def _next_batch(self) -> list[RunWatch] | None:
+        """Wait until runs are due and the budget has room; the batch (``None``: read the feed)."""
         while self._watches:
             now = _now()
             wake_at = self._schedule.next_wake(now, self._resume_at)
+            if self._feeding(now):
+                wake_at = min(wake_at, max(now, self._resume_at))  # the feed reads at the pace
             if now >= wake_at:
                 pacer = self._task.pacer
                 pacer.interval = self._poll_interval()
                 await pacer.wait()
-                self._schedule.ripen(_now())
+                now = _now()
+                if self._feeding(now):
+                    first = self._schedule.first_due(now)
+                    if not (first is not None and first.confirming) and self._feed.feed_turn():
+                        return None
+                    if first is None:
+                        continue  # the safety net's turn, and no run is due: the next slot
+                self._schedule.ripen(now)
                 return self._schedule.take_batch(MAX_BATCH if self._batching else 1)
             wake = self._task.wake
             wake.clear()
             with anyio.move_on_after(wake_at - now if wake_at < math.inf else math.inf):
                 await wake.wait()
         return []
+
+    def _feeding(self, now: float) -> bool:
+        return self._batching and self._feed.in_use(len(self._watches), now)
+
+    async def _read_feed(self) -> None:
+        """Read one feed page; hand each new row of a run waited for to its waiters."""
+        sent = _now()
+        try:
+            read = await self._feed.read(sent)
+        except Exception as exc:
+            if is_transient(exc):
+                self._on_error([], exc)
+            else:  # e.g. a 400 for the sort: the list cannot serve as a feed
+                self._feed.fall_back(_now(), f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            self._task.nudge()
+        if read is None:
+            return
+        self._failures = 0
+        rows, response = read
+        own = 0
+        for row in rows:
+            watch = self._watches.get(row.uid)
+            if watch is None:
+                continue
+            own += 1
+            if watch.resumed_at >= sent or _stale(watch, row):
+                continue  # the run went on after this row was written
+            run = self._take_in(watch, row.item, response)
+            if run is not None and run.is_terminal:
+                self._done(watch, run)
+        self._feed.tally(own, len(rows) - own, _now())
 
     async def _poll(self, batch: list[RunWatch]) -> None:
         try:
@@ -311,6 +370,8 @@ class RunPoller:
             elif self._is_current(watch):
                 self._schedule.reschedule(watch, now, sweep)
         for watch in asked.values():
+            if not self._is_current(watch):
+                continue  # ended meanwhile (the feed, a callback)
             if watch.confirming:
                 self._unconfirmed(watch)  # the list does not show it ended (yet)
             if answer.full:
@@ -398,8 +459,9 @@ class RunPoller:
 
     def _sweep(self) -> float:
         """Seconds one pass over every pending run takes at the current pace."""
-        requests = max(1, math.ceil(len(self._watches) / MAX_BATCH))
-        return requests * self._task.interval
+        pending = len(self._watches)
+        requests = max(1, math.ceil(pending / MAX_BATCH))
+        return requests * self._task.interval / self._feed.sweep_share(pending, _now())
 
     def _done(self, watch: RunWatch, run: Run) -> None:
         self._forget(watch)
@@ -433,6 +495,14 @@ class RunPoller:
 
     def __repr__(self) -> str:
         return f"<RunPoller pending={len(self._watches)} {self._task!r}>"
+
+
+def _stale(watch: RunWatch, row: FeedRow) -> bool:
+    """Whether the poller knows a state of the run at least as recent as ``row``."""
+    if watch.item is None:
+        return False
+    seen = feed_time(watch.item.get("updated_at"))
+    return seen is not None and seen >= row.updated
 
 
 def _typed(exc: BaseException) -> EdgesError:

@@ -27,6 +27,17 @@ class PollingPolicy:
         covered_interval: How often a run whose callbacks reach this client
             (see ``edges_async.callbacks``) is polled all the same: the
             safety net for a callback that never arrives.
+        change_feed: Whether, with more than 100 runs pending, the poller
+            reads the runs that ended most recently (the runs list filtered
+            on the terminal statuses, sorted by ``-updated_at``) instead of
+            asking about every run by uid: a run is noticed within about one
+            polling interval whatever the number of runs.
+        safety_net: While the change feed runs, the share (0.01 to 1) of poll
+            requests that still ask about the pending runs by uid: status
+            changes for ``on_status_change``, runs the feed did not show.
+        feed_saturation: How long the feed may be kept busy by runs this
+            client does not wait for (more ending than it can read) before
+            the poller asks by uid again for a while.
         wall_clock: The current UTC time, to honour ``postponed_until``.
     """
 
@@ -34,6 +45,9 @@ class PollingPolicy:
     not_found_grace: float | timedelta = 30.0
     max_in_flight: int = 4
     covered_interval: float | timedelta = 30.0
+    change_feed: bool = True
+    safety_net: float = 0.1
+    feed_saturation: float | timedelta = 120.0
     wall_clock: Callable[[], datetime] = field(default=utc_now, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -44,6 +58,13 @@ class PollingPolicy:
             raise ValueError(f"not_found_grace must be a finite number >= 0, got {grace!r}")
         if isinstance(self.max_in_flight, bool) or not 1 <= self.max_in_flight <= 64:
             raise ValueError(f"max_in_flight must be 1 to 64, got {self.max_in_flight!r}")
+        if not isinstance(self.change_feed, bool):
+            raise ValueError(f"change_feed must be True or False, got {self.change_feed!r}")
+        if isinstance(self.safety_net, bool) or not 0.01 <= self.safety_net <= 1:
+            raise ValueError(f"safety_net must be between 0.01 and 1, got {self.safety_net!r}")
+        saturation = to_seconds(self.feed_saturation)
+        if not math.isfinite(saturation) or saturation <= 0:
+            raise ValueError(f"feed_saturation must be a finite number > 0, got {saturation!r}")
         covered = to_seconds(self.covered_interval)
         if not math.isfinite(covered) or covered < 0:
             raise ValueError(f"covered_interval must be a finite number >= 0, got {covered!r}")

@@ -171,12 +171,20 @@ async def test_many_waiters_on_one_run_share_one_poll_stream(
     assert min(later - earlier for earlier, later in itertools.pairwise(times)) > 0.1
 
 
+def uid_polling_client(simulator: EdgesSimulator) -> ea.AsyncClient:
+    """A client on the workspace's plan that asks about every run by uid (no change feed)."""
+    http = httpx.AsyncClient(transport=simulator.transport())
+    polling = ea.PollingPolicy(change_feed=False)
+    return ea.AsyncClient(API_KEY, plan="titanium", http_client=http, polling=polling)
+
+
 async def test_250_runs_are_polled_in_batches_of_at_most_100(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
+    simulator: EdgesSimulator, workspace: Workspace
 ) -> None:
-    """Many pending runs are refreshed by list requests of at most 100 uids each."""
+    """Without the change feed, many runs are refreshed by lists of at most 100 uids each."""
     uids = seed(simulator, workspace, *(ending("SUCCEEDED", 5.0 + i % 50) for i in range(250)))
-    runs = await client.wait_for_runs(uids)
+    async with uid_polling_client(simulator) as client:
+        runs = await client.wait_for_runs(uids)
     assert [run.uid for run in runs] == uids
     batches = [uids_asked(request) for request in polls(simulator)]
     assert max(len(batch) for batch in batches) == 100
@@ -477,11 +485,12 @@ def test_one_client_can_wait_in_two_event_loops_in_turn(simulator: EdgesSimulato
 
 
 async def test_list_polls_ask_only_for_ended_runs_once_every_run_was_seen(
-    client: ea.AsyncClient, simulator: EdgesSimulator, workspace: Workspace
+    simulator: EdgesSimulator, workspace: Workspace
 ) -> None:
-    """After the first sweep, 9 list polls in 10 filter on the terminal statuses: tiny answers."""
+    """After the first sweep, 9 uid polls in 10 filter on the terminal statuses: tiny answers."""
     uids = seed(simulator, workspace, *(ending("SUCCEEDED", 60.0 + i % 7) for i in range(150)))
-    await client.wait_for_runs(uids)
+    async with uid_polling_client(simulator) as client:
+        await client.wait_for_runs(uids)
     lists = [request for request in polls(simulator) if request.path == "/v1/runs"]
     filtered = [request for request in lists if any(name == "status" for name, _ in request.query)]
     assert all(not any(n == "status" for n, _ in request.query) for request in lists[:2])

@@ -1,0 +1,124 @@
+"""When the poller reads the change feed, and reading it (see :mod:`._run_feed`).
+
+- **When.** With more than 100 runs pending (fewer fit one uid request, which
+  also shows every status change), unless ``PollingPolicy.change_feed`` is
+  off or the feed was found wanting less than ``_PAUSE`` ago.
+- **Share.** Of the poll requests, ``safety_net`` go on asking about the
+  pending runs by uid, the most urgent first; the rest read the feed, one
+  request at a time (each page follows from the last).
+- **Falling back.** A page that shows the list is not a feed (the filter or
+  the sort ignored), an error other than a transient one, or a pass kept
+  going for ``feed_saturation`` mostly by runs this client does not wait for
+  (more of them end than one request a poll can read) sends the poller back
+  to uid requests for ``_PAUSE``, logged once; then the feed is tried afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Final, final
+
+import httpx
+
+from ._backoff import to_seconds
+from ._poll_requests import PollRequests
+from ._poll_schedule import MAX_BATCH
+from ._polling_policy import PollingPolicy
+from ._run_feed import FeedRow, FeedUntrusted, RunFeed
+
+__all__ = ["FeedReader"]
+
+logger = logging.getLogger("edges_async")
+
+_PAUSE: Final = 600.0  # seconds of uid polling after the feed was found wanting
+_MARGIN: Final = 2.0  # seconds below the watermark read again: ties, clock steps, late commits
+
+
+@final
+class FeedReader:
+    """The change feed's position, its share of the poll requests, and the fallback."""
+
+    __slots__ = (
+        "_busy",
+        "_credit",
+        "_feed",
+        "_foreign",
+        "_off_until",
+        "_own",
+        "_pass_started",
+        "_policy",
+        "_requests",
+    )
+
+    def __init__(self, requests: PollRequests, policy: PollingPolicy) -> None:
+        self._requests = requests
+        self._policy = policy
+        self._feed = RunFeed(margin=_MARGIN)
+        self._busy = False  # a feed request is under way
+        self._credit = 0.0  # safety-net requests owed
+        self._off_until = -math.inf  # loop time the feed may be tried again
+        self._pass_started = -math.inf
+        self._own = self._foreign = 0  # rows of the pass under way: waited for, or not
+
+    def in_use(self, pending: int, now: float) -> bool:
+        """Whether the feed carries the polling now, with ``pending`` runs waited for."""
+        return self._policy.change_feed and pending > MAX_BATCH and now >= self._off_until
+
+    def feed_turn(self) -> bool:
+        """Whether the next request reads the feed (else it asks about runs by uid)."""
+        self._credit += self._policy.safety_net
+        if self._credit >= 1.0:
+            self._credit -= 1.0
+            return False
+        return not self._busy
+
+    def sweep_share(self, pending: int, now: float) -> float:
+        """The share of poll requests that ask about runs by uid."""
+        return self._policy.safety_net if self.in_use(pending, now) else 1.0
+
+    async def read(self, now: float) -> tuple[list[FeedRow], httpx.Response] | None:
+        """The next feed page's new rows; ``None`` when the feed was found wanting.
+
+        Raises:
+            Exception: A transient failure (connection, 429, 5xx), to back off on.
+        """
+        offset = self._feed.offset
+        if offset == 0:
+            self._pass_started = now
+            self._own = self._foreign = 0
+        self._busy = True
+        try:
+            page, response = await self._requests.feed_page(offset)
+            return self._feed.take(page, offset), response
+        except FeedUntrusted as exc:
+            self.fall_back(now, str(exc))
+            return None
+        finally:
+            self._busy = False
+
+    def tally(self, own: int, foreign: int, now: float) -> None:
+        """Count a page's rows of runs waited for and not; fall back when others swamp it."""
+        self._own += own
+        self._foreign += foreign
+        saturation = to_seconds(self._policy.feed_saturation)
+        if (
+            self._feed.paging
+            and now - self._pass_started > saturation
+            and self._foreign > self._own
+        ):
+            self.fall_back(now, f"more runs end than it can show, for {saturation:g} s")
+
+    def fall_back(self, now: float, reason: str) -> None:
+        """Ask about runs by uid for ``_PAUSE``, then try the feed afresh."""
+        logger.warning(
+            "The runs list does not serve as a change feed (%s): polling runs by uid "
+            "for %d minutes",
+            reason,
+            round(_PAUSE / 60),
+        )
+        self._off_until = now + _PAUSE
+        self._feed.restart()
+
+    def __repr__(self) -> str:
+        return f"<FeedReader {self._feed!r} off_until={self._off_until}>"
