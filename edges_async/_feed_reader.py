@@ -10,7 +10,10 @@
   the sort ignored), an error other than a transient one, or a pass kept
   going for ``feed_saturation`` mostly by runs this client does not wait for
   (more of them end than one request a poll can read) sends the poller back
-  to uid requests for ``_PAUSE``, logged once; then the feed is tried afresh.
+  to uid requests for ``_PAUSE``; then the feed is tried afresh. The first
+  fallback is a warning, later ones are logged at INFO.
+- **Afresh.** A feed not read for ``_IDLE`` (the runs pending fell to 100
+  or fewer) starts again with one page: uid polls covered every run meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = ["FeedReader"]
 logger = logging.getLogger("edges_async")
 
 _PAUSE: Final = 600.0  # seconds of uid polling after the feed was found wanting
+_IDLE: Final = 60.0  # seconds unread after which the feed starts afresh
 _MARGIN: Final = 2.0  # seconds below the watermark read again: ties, clock steps, late commits
 
 
@@ -44,11 +48,13 @@ class FeedReader:
         "_credit",
         "_feed",
         "_foreign",
+        "_last_read",
         "_off_until",
         "_own",
         "_pass_started",
         "_policy",
         "_requests",
+        "_warned",
     )
 
     def __init__(self, requests: PollRequests, policy: PollingPolicy) -> None:
@@ -58,20 +64,26 @@ class FeedReader:
         self._busy = False  # a feed request is under way
         self._credit = 0.0  # safety-net requests owed
         self._off_until = -math.inf  # loop time the feed may be tried again
-        self._pass_started = -math.inf
+        self._pass_started = self._last_read = -math.inf
+        self._warned = False  # the first fallback warns, later ones only inform
         self._own = self._foreign = 0  # rows of the pass under way: waited for, or not
 
     def in_use(self, pending: int, now: float) -> bool:
         """Whether the feed carries the polling now, with ``pending`` runs waited for."""
         return self._policy.change_feed and pending > MAX_BATCH and now >= self._off_until
 
-    def feed_turn(self) -> bool:
-        """Whether the next request reads the feed (else it asks about runs by uid)."""
+    @property
+    def busy(self) -> bool:
+        """Whether a feed request is under way (the next page follows from its answer)."""
+        return self._busy
+
+    def net_turn(self) -> bool:
+        """Whether this request, with runs due, is the safety net's (else the feed's)."""
         self._credit += self._policy.safety_net
         if self._credit >= 1.0:
             self._credit -= 1.0
-            return False
-        return not self._busy
+            return True
+        return False
 
     def sweep_share(self, pending: int, now: float) -> float:
         """The share of poll requests that ask about runs by uid."""
@@ -83,6 +95,9 @@ class FeedReader:
         Raises:
             Exception: A transient failure (connection, 429, 5xx), to back off on.
         """
+        if now - self._last_read > _IDLE:
+            self._feed.restart()  # not read for long: the way back to the watermark may be long
+        self._last_read = now
         offset = self._feed.offset
         if offset == 0:
             self._pass_started = now
@@ -111,12 +126,14 @@ class FeedReader:
 
     def fall_back(self, now: float, reason: str) -> None:
         """Ask about runs by uid for ``_PAUSE``, then try the feed afresh."""
-        logger.warning(
+        logger.log(
+            logging.INFO if self._warned else logging.WARNING,
             "The runs list does not serve as a change feed (%s): polling runs by uid "
             "for %d minutes",
             reason,
             round(_PAUSE / 60),
         )
+        self._warned = True
         self._off_until = now + _PAUSE
         self._feed.restart()
 

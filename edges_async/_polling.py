@@ -278,10 +278,12 @@ class RunPoller:
                 now = _now()
                 if self._feeding(now):
                     first = self._schedule.first_due(now)
-                    if not (first is not None and first.confirming) and self._feed.feed_turn():
-                        return None
-                    if first is None:
-                        continue  # the safety net's turn, and no run is due: the next slot
+                    net = first is not None and (first.confirming or self._feed.net_turn())
+                    if not net:
+                        if not self._feed.busy:
+                            return None
+                        if first is None:
+                            continue  # the feed is under way and no run is due
                 self._schedule.ripen(now)
                 return self._schedule.take_batch(MAX_BATCH if self._batching else 1)
             wake = self._task.wake
@@ -291,7 +293,7 @@ class RunPoller:
         return []
 
     def _feeding(self, now: float) -> bool:
-        return self._batching and self._feed.in_use(len(self._watches), now)
+        return self._feed.in_use(len(self._watches), now)
 
     async def _read_feed(self) -> None:
         """Read one feed page; hand each new row of a run waited for to its waiters."""
