@@ -49,12 +49,15 @@ class Processes:
         self.redis_url = redis_url
         self.stack = stack
         self.sent: Counter[str] = Counter()  # requests by process name
+        self.feed_reads: Counter[str] = Counter()  # change feed requests by process name
 
     async def start(self, name: str, **kwargs: Any) -> ea.AsyncClient:
         """A client named ``name`` (its requests counted under that name), opened."""
 
         async def count(request: httpx.Request) -> None:
             self.sent[name] += 1
+            if b"sort=-updated_at" in request.url.query:
+                self.feed_reads[name] += 1
 
         http = await self.stack.enter_async_context(
             httpx.AsyncClient(
@@ -112,6 +115,32 @@ async def test_one_process_polls_for_all_and_each_hears_its_runs(
     assert got == {"a": uids[:2], "b": uids[1:], "c": uids}
     pollers = [name for name, sent in processes.sent.items() if sent]
     assert len(pollers) == 1, processes.sent
+
+
+async def test_the_leader_reads_the_change_feed_once_for_every_process(
+    processes: Processes, simulator: EdgesSimulator, workspace: Workspace
+) -> None:
+    """Three processes wait for 80 runs each: 240 watched, so one leader reads the feed for all."""
+    uids = [
+        run_ending(simulator, workspace, "SUCCEEDED", 1.0 + (i % 40) * 0.05) for i in range(240)
+    ]
+    clients = [await processes.start(name, plan="titanium") for name in "abc"]
+    got: dict[int, list[ea.Run]] = {}
+
+    async def wait(index: int) -> None:
+        got[index] = await clients[index].wait_for_runs(uids[index::3], timeout=20)
+
+    async with anyio.create_task_group() as group:
+        for index in range(3):
+            group.start_soon(wait, index)
+    for index in range(3):
+        assert [run.uid for run in got[index]] == uids[index::3]
+        assert all(
+            run.status is ea.RunStatus.SUCCEEDED and run.output_count == 2 for run in got[index]
+        )
+    readers = [name for name, reads in processes.feed_reads.items() if reads]
+    assert len(readers) == 1, processes.feed_reads  # alone, no process waits for over 100
+    assert [name for name, sent in processes.sent.items() if sent] == readers
 
 
 async def test_a_wait_that_starts_after_the_run_ended_returns_without_a_request(
