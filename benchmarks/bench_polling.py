@@ -1,31 +1,61 @@
 """How fast clients notice that runs finished, on a rate-limited workspace.
 
 N runs are seeded at t=0 in the in-process simulator (sliding-minute limit,
-the workspace on the client's plan), with long-tailed log-normal running times
-(``PROFILE``). A run's detection delay is when a client noticed it had ended
-minus when it ended on the server. Each (plan, N) group has the same runs:
+the workspace on the client's plan) and one client waits for all of them. A
+run's detection delay is when the client noticed it had ended minus when it
+ended on the server. The workloads (``--workloads``):
+
+- ``longtail``: log-normal running times (``PROFILE``: median 60 s, capped at
+  30 min), most runs ending in the first minutes;
+- ``uniform``: each run ends at a seeded uniform random moment within 30 min
+  (``EdgesSimulator.add_runs``: RUNNING after a second, terminal statuses drawn
+  with the simulator's default weights, 80 % SUCCEEDED);
+- ``foreign``: ``uniform`` plus as many runs of the same workspace, ending at
+  the same pace, that nobody waits for (N = 1,000 and 10,000 of ``--sizes``,
+  on ``--foreign-plans``): a change feed reads them too;
+- ``burst``: ``BURST_RUNS`` runs all ending within the same second, at 300 s.
+
+Each (plan, workload, N) group has the same runs for every client and bound:
 
 - ``edges_async``: ``client.watch_runs(uids)`` with the default limiter. It
   polls on ``rpm x 0.95 (limiter headroom) x 0.8 (a 20 % reserve)`` requests
-  per minute, up to 100 uids per ``GET /v1/runs``;
-- ``naive``: the vendor's pattern in plain httpx: a task per run, ``GET
-  /v1/runs/{uid}`` every 10 s until the status is terminal (a 429 or an error
-  counts as not done), no limiter. Its 429 flood is slow to simulate at large
-  N, so it stops after ``--naive-cap-minutes`` of fake time: runs not noticed
-  by then are missed;
-- ``bound``: the least p50 delay reachable on the edges_async share with
-  100-run batches, computed exactly: an ideal poller with no latency checks the
-  100 least recently checked pending runs every ``1 / rate`` s. ``bound, full
-  rate`` does the same at the plan's whole rate.
+  per minute (the *poll share*). The transport tells which mechanism noticed
+  each run: the kind of the last response that showed it ended before the
+  client yielded it (*feed*: ``GET /v1/runs?status=..&sort=-updated_at``
+  without uids; *net*, the safety net: a ``uid=`` batch or a single-run poll);
+- ``naive`` (``longtail`` only, not run by default: its 429 flood takes
+  minutes to simulate): the vendor's pattern in plain httpx, a task per run,
+  ``GET /v1/runs/{uid}`` every 10 s, no limiter, stopped after
+  ``--naive-cap-minutes`` of fake time;
+- ``uid-batch bound``: an ideal round-robin poller with no latency that checks
+  the 100 pending runs checked longest ago every ``60 / poll share`` s: the
+  best the strategy of asking about one's own runs can do on the poll share;
+- ``feed bound``: the least delay any client could reach on the poll share,
+  given that one answer holds at most 100 runs: requests at ``k x 60 / poll
+  share`` s, each reporting up to 100 of the runs ended before it and not
+  reported yet, oldest first. In the ``foreign`` rows those runs include the
+  unrelated ones: they take room in the answers too (delays are the waited
+  runs' only). When runs end faster than 100 per interval, nobody can keep
+  up: the row says ``overloaded`` with the backlog's peak.
 
 Each cell runs in a fresh spawned worker (its peak RSS is its own) on a
-fake-clock loop (``_fake_time.py``): delays do not depend on the machine.
-Targets for edges_async: no 429; p50 <= 1.5 x bound at every N; at N = 10,000,
-peak RSS < 150 MB and client CPU (the process's minus the simulator's) < 0.2 s
-per simulated minute.
+fake-clock loop (``_fake_time.py``): delays do not depend on the machine and
+repeat exactly. Each edges_async cell runs ``--repeats`` times; the table
+gives the delays (identical over repeats, checked) and the MEDIAN client CPU
+(process CPU minus the time inside the simulator and the transport's
+bookkeeping), with its range below the table, and the highest peak RSS.
+Absolute CPU figures do not carry between machines, so the CPU target is a
+ratio measured in the same invocation.
+
+Targets for edges_async: no 429 anywhere; every run noticed; ``uniform`` on
+Trial at N = 10,000: p50 <= 3 s and p99 <= 10 s; p50 <= 1.3 x the feed
+bound in every row; ``burst``: every run noticed within 60 s; N = 10,000:
+peak RSS < 150 MB; client CPU per simulated minute at N = 10,000 at most
+3 x the N = 100 figure of the same plan and workload.
 
     python benchmarks/bench_polling.py [--plans trial,titanium]
-        [--sizes 10,100,1000,10000] [--clients edges_async,naive,bound]
+        [--workloads longtail,uniform,foreign,burst] [--sizes 10,100,1000,10000]
+        [--foreign-plans trial] [--clients edges_async,bound] [--repeats 3]
         [--naive-cap-minutes 20] [--jobs <cores>] [--seed 0]
 """
 
@@ -35,20 +65,21 @@ import argparse
 import collections
 import contextlib
 import dataclasses
-import itertools
+import json
 import logging
 import math
 import multiprocessing
 import os
 import resource
 import shlex
+import statistics
 import sys
 import textwrap
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -61,15 +92,22 @@ API_KEY = "bench-key"
 BASE_URL = "https://api.edges.run/v1"
 SIM_START = datetime(2026, 11, 2, 9, 0, 0, tzinfo=timezone.utc)
 PROFILE = RunProfile(running_median_seconds=60.0, running_sigma=1.0, running_max_seconds=1800.0)
+UNIFORM_SECONDS = 1800.0  # uniform runs end within the first 30 minutes
+BURST_AT, BURST_RUNS = 300.0, 1_000  # burst runs all end within [300 s, 301 s)
+FOREIGN_SIZES = frozenset({1_000, 10_000})
 LIMITER_HEADROOM = 0.95  # WorkspaceRateLimiter's default
 POLL_RESERVE = 0.2  # the share of the budget watch_runs leaves to other calls
-BATCH = 100  # the most uids one GET /v1/runs answers for (limit <= 100)
+BATCH = 100  # the most runs one GET /v1/runs answers (limit <= 100)
 NAIVE_INTERVAL = 10.0
 EDGES_CAP_MINUTES = 60.0  # a safety net: a correct client is done in ~35 fake minutes
-P50_RATIO_TARGET = 1.5
-LARGE_N, RSS_TARGET_MB, CPU_TARGET = 10_000, 150.0, 0.2
+P50_RATIO_TARGET = 1.3  # p50 <= this x the feed bound's
+UNIFORM_P50_TARGET, UNIFORM_P99_TARGET = 3.0, 10.0  # uniform, Trial, N = 10,000
+BURST_TARGET = 60.0  # every burst run noticed within this many seconds
+LARGE_N, SMALL_N, RSS_TARGET_MB, CPU_RATIO_TARGET = 10_000, 100, 150.0, 3.0
 TERMINAL = frozenset(status.value for status in ea.TERMINAL_STATUSES)
 CLIENTS = ("edges_async", "naive", "bound")
+WORKLOADS = ("longtail", "uniform", "foreign", "burst")
+MECHANISMS = ("feed", "net", "other")
 
 T = TypeVar("T")
 Notice = Callable[[str], None]
@@ -81,7 +119,7 @@ def poll_share(plan: ea.PlanTier) -> float:
     return plan.requests_per_minute * LIMITER_HEADROOM * (1 - POLL_RESERVE)
 
 
-# -- the clients and the bound ----------------------------------------------------
+# -- the clients and the bounds ---------------------------------------------------
 
 
 async def watch_with_edges_async(
@@ -145,39 +183,104 @@ def ideal_delays(finished: Sequence[float], per_minute: float) -> tuple[list[flo
     return delays, checks
 
 
+def feed_delays(
+    waited: Sequence[float], others: Sequence[float], per_minute: float
+) -> tuple[list[float], int, int]:
+    """The ideal change feed's delays for ``waited``, its requests, and its backlog's peak.
+
+    Request ``k`` happens at ``k * 60 / per_minute`` s and reports up to
+    ``BATCH`` of the runs (waited for or ``others``) that ended by then and
+    were not reported yet, oldest first. The backlog is how many such runs
+    there were at a request: above ``BATCH``, runs end faster than the feed
+    can report them, and some wait more than one interval.
+    """
+    interval = 60.0 / per_minute
+    ends = sorted([(moment, True) for moment in waited] + [(moment, False) for moment in others])
+    backlog: collections.deque[tuple[float, bool]] = collections.deque()
+    delays: list[float] = []
+    position = requests = peak = 0
+    while len(delays) < len(waited):
+        now = requests * interval
+        while position < len(ends) and ends[position][0] <= now:
+            backlog.append(ends[position])
+            position += 1
+        peak = max(peak, len(backlog))
+        for _ in range(min(BATCH, len(backlog))):
+            ended, mine = backlog.popleft()
+            if mine:
+                delays.append(now - ended)
+        requests += 1
+    return delays, requests, peak
+
+
 # -- measuring one cell -----------------------------------------------------------
 
 
+def mechanism(request: httpx.Request) -> str | None:
+    """Which of the poller's mechanisms sent ``request``: ``feed``, ``net`` or None."""
+    path = request.url.path
+    if path.endswith("/runs"):
+        params = request.url.params
+        if "uid" in params:
+            return "net"
+        return "feed" if "-updated_at" in params.get_list("sort") else None
+    if "/runs/" in path and path.rsplit("/", 1)[-1] not in ("outputs", "resume", "cancel"):
+        return "net"  # GET /v1/runs/{uid} or /v1/runs/{uid}/status
+    return None
+
+
 class MeteredTransport(httpx.AsyncBaseTransport):
-    """Counts requests and 429s, and the CPU time spent in the simulator.
+    """Counts requests and 429s, tells which mechanism showed each run ended, and times both.
 
     ``httpx.ASGITransport`` runs the simulator's app inline, in the awaiting
     task, and nothing in the app's GET routes suspends: the process CPU time
     between entering and leaving ``handle_async_request`` is the server's work
-    (and the in-process transport's, which a real network would not cost the
-    client either). ``overlaps`` counts calls entered while another was
-    inside: were it ever non-zero, that reasoning would fail, and the cell with it.
+    plus this bookkeeping (reading the answers' runs), none of which a real
+    client would pay: ``outside_cpu`` sums it. ``overlaps`` counts calls
+    entered while another was inside: were it ever non-zero, that reasoning
+    would fail, and the cell with it.
     """
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, waited: Iterable[str]) -> None:
         self._inner = inner
         self._inside = 0
+        self._waited = frozenset(waited)
         self.requests = self.refused = self.overlaps = 0
-        self.server_cpu = 0.0
+        self.outside_cpu = 0.0
+        self.ended_by: dict[str, str] = {}
+        """For each waited run shown ended, the mechanism of the last answer that showed it."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Forward ``request`` to the simulator, timing it and counting its answer."""
+        """Forward ``request`` to the simulator, timing it and reading its answer."""
         self.overlaps += self._inside > 0
         self._inside += 1
         started = time.process_time()
         try:
             response = await self._inner.handle_async_request(request)
+            kind = mechanism(request) if response.status_code == 200 else None
+            if kind is not None:
+                body = await response.aread()
+                self._note_ended(kind, json.loads(body))
+                # A fresh, unread response: the client reads the body as it would have.
+                response = httpx.Response(
+                    response.status_code,
+                    headers=response.headers,
+                    stream=httpx.ByteStream(body),
+                    extensions=response.extensions,
+                )
         finally:
-            self.server_cpu += time.process_time() - started
+            self.outside_cpu += time.process_time() - started
             self._inside -= 1
         self.requests += 1
         self.refused += response.status_code == 429
         return response
+
+    def _note_ended(self, kind: str, body: Any) -> None:
+        for item in body if isinstance(body, list) else [body]:
+            if isinstance(item, dict) and item.get("status") in TERMINAL:
+                uid = str(item.get("uid", "")).lower()
+                if uid in self._waited:
+                    self.ended_by[uid] = kind
 
     async def aclose(self) -> None:
         """Close the simulator's transport."""
@@ -186,12 +289,13 @@ class MeteredTransport(httpx.AsyncBaseTransport):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Cell:
-    """One measurement: ``client`` waiting for ``runs`` runs on ``plan``."""
+    """One measurement: ``client`` waiting for ``runs`` runs of ``workload`` on ``plan``."""
 
     plan: ea.PlanTier
+    workload: str
     runs: int
     client: str
-    """``edges_async``, ``naive``, ``bound`` (at the poll share) or ``bound-full``."""
+    """``edges_async``, ``naive``, ``bound`` (uid batches) or ``feed-bound``."""
     seed: int
     cap_minutes: float = 0.0
 
@@ -204,17 +308,24 @@ class Outcome:
     noticed: int
     p50: float
     p99: float
+    worst: float
     requests: int
     refused: int = 0
     minutes: float = 0.0
     """Fake minutes from seeding to the last notice (or the cap)."""
     wrong: int = 0
     """Notices of a run that had not ended, or of one already noticed."""
+    by_mechanism: tuple[int, ...] | None = None
+    """Runs noticed after a feed answer, a safety-net answer, neither (``MECHANISMS``)."""
+    backlog_peak: int | None = None
+    """The feed bound's: the most runs ended and not yet reported at a request."""
     client_cpu: float | None = None
     peak_rss_mb: float | None = None
     error: str | None = None
-    cpu_spread: tuple[float, float] | None = None
-    """The least and most client CPU over repeated measures of the cell."""
+    cpu_spread: tuple[float, ...] = ()
+    """The client CPU of each repeat (the table gives their median)."""
+    delays_differ: bool = False
+    """Whether repeats saw different delays (fake time should make them identical)."""
 
     @property
     def cpu_per_minute(self) -> float | None:
@@ -232,33 +343,50 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def seed_runs(cell: Cell) -> tuple[EdgesSimulator, list[SimulatedRun]]:
-    """A simulator and the cell's runs, created now: the same for each cell of a (plan, N)."""
+def seed_runs(cell: Cell) -> tuple[list[SimulatedRun], list[SimulatedRun], EdgesSimulator]:
+    """The cell's waited runs, the unrelated ones, and their simulator, all created now."""
     # Requests are counted by MeteredTransport: a one-entry log keeps memory flat.
     sim = EdgesSimulator(
         seed=cell.seed, start_time=SIM_START, run_profile=PROFILE, max_logged_requests=1
     )
     workspace = sim.add_workspace(api_key=API_KEY, plan=cell.plan)
-    return sim, [sim.add_run(workspace) for _ in range(cell.runs)]
+    if cell.workload == "longtail":
+        return [sim.add_run(workspace) for _ in range(cell.runs)], [], sim
+    span = (BURST_AT, BURST_AT + 1) if cell.workload == "burst" else (0.0, UNIFORM_SECONDS)
+    waited = sim.add_runs(workspace, cell.runs, ending_between=span)
+    foreign = cell.workload == "foreign"
+    others = sim.add_runs(workspace, cell.runs, ending_between=span) if foreign else []
+    return waited, others, sim
+
+
+def ends(runs: Sequence[SimulatedRun], origin: float) -> list[float]:
+    """When each run ended, in seconds from ``origin`` (nothing cancels or resumes them)."""
+    return [end[0] - origin for run in runs if (end := run.first_terminal()) is not None]
 
 
 async def compute_bound(cell: Cell) -> Outcome:
-    """The ideal poller's delays on the cell's runs (fake time only to seed them)."""
-    # Nothing cancels or resumes these runs: their first terminal step is their end.
-    finished = [run.snapshot(math.inf).finished for run in seed_runs(cell)[1]]
-    rate = poll_share(cell.plan) if cell.client == "bound" else cell.plan.requests_per_minute
-    delays, checks = ideal_delays([t for t in finished if t is not None], rate)
+    """A bound's delays on the cell's runs (fake time only to seed them)."""
+    origin = anyio.current_time()
+    waited, others, _ = seed_runs(cell)
+    rate = poll_share(cell.plan)
+    peak = None
+    if cell.client == "feed-bound":
+        delays, requests, peak = feed_delays(ends(waited, origin), ends(others, origin), rate)
+    else:
+        delays, requests = ideal_delays(ends(waited, origin), rate)
     p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
-    return Outcome(cell, len(delays), p50, p99, checks, minutes=(checks - 1) / rate)
+    minutes = (requests - 1) / rate
+    return Outcome(cell, len(delays), p50, p99, max(delays), requests, 0, minutes, 0, None, peak)
 
 
 async def watch(cell: Cell) -> Outcome:
     """Seed the runs, let the cell's client wait for them, and measure it."""
     origin = anyio.current_time()
-    sim, seeded = seed_runs(cell)
+    seeded, _, sim = seed_runs(cell)
     runs = {run.uid: run for run in seeded}
-    meter = MeteredTransport(sim.transport())
+    meter = MeteredTransport(sim.transport(), runs)
     delays: dict[str, float] = {}
+    noticed_by = collections.Counter[str]()
     wrong = 0
 
     def notice(uid: str) -> None:
@@ -269,60 +397,188 @@ async def watch(cell: Cell) -> Outcome:
             wrong += 1
         else:
             delays[uid] = now - finished
+            noticed_by[meter.ended_by.get(uid, "other")] += 1
 
     cpu_started = time.process_time()
     with anyio.move_on_after(cell.cap_minutes * 60):
         await POLLERS[cell.client](meter, cell.plan, list(runs), notice)
-    cpu = time.process_time() - cpu_started - meter.server_cpu
+    cpu = time.process_time() - cpu_started - meter.outside_cpu
     if meter.overlaps:
         raise RuntimeError("simulator calls overlapped: its CPU time cannot be told apart")
     minutes = (anyio.current_time() - origin) / 60
     found = list(delays.values())
     p50, p99 = percentile(found, 0.5), percentile(found, 0.99)
-    return Outcome(cell, len(found), p50, p99, meter.requests, meter.refused, minutes, wrong, cpu)
+    worst = max(found, default=math.nan)
+    mechanisms = tuple(noticed_by[name] for name in MECHANISMS)
+    return Outcome(
+        cell, len(found), p50, p99, worst, meter.requests, meter.refused, minutes, wrong,
+        mechanisms, client_cpu=cpu,
+    )  # fmt: skip
 
 
 def measure(cell: Cell) -> Outcome:
     """Measure one cell on its own fake-time loop (the worker process's entry point)."""
     # The SDK logs a warning per retry: keep them off the terminal and the timings.
     logging.getLogger("edges_async").setLevel(logging.ERROR)
-    compute = compute_bound if cell.client.startswith("bound") else watch
+    compute = compute_bound if cell.client.endswith("bound") else watch
     try:
         outcome = run_in_fake_time(lambda: compute(cell))
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
-        return Outcome(cell, 0, math.nan, math.nan, 0, error=f"{type(exc).__name__}: {exc}")
+        nan = math.nan
+        return Outcome(cell, 0, nan, nan, nan, 0, error=f"{type(exc).__name__}: {exc}")
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return dataclasses.replace(outcome, peak_rss_mb=peak_kib / 1024)
+
+
+def merged(repeats: Sequence[Outcome]) -> Outcome:
+    """One outcome for a cell's repeats: the first's delays, the median CPU, the highest RSS."""
+    first = repeats[0]
+    cpus = tuple(o.client_cpu for o in repeats if o.client_cpu is not None)
+    if first.error is not None or not cpus:
+        return first
+    rss = max(o.peak_rss_mb or 0.0 for o in repeats)
+    differ = any((o.p50, o.p99, o.worst, o.noticed) != (first.p50, first.p99, first.worst,
+                 first.noticed) for o in repeats if o.error is None)  # fmt: skip
+    failed = next((o.error for o in repeats if o.error is not None), None)
+    return dataclasses.replace(
+        first, client_cpu=statistics.median(cpus), cpu_spread=cpus, peak_rss_mb=rss,
+        delays_differ=differ, error=failed,
+    )  # fmt: skip
+
+
+# -- the targets ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Report:
+    """Every cell's merged outcome, with the bounds and targets read from them."""
+
+    outcomes: dict[Cell, Outcome]
+
+    def bound(self, cell: Cell, kind: str) -> Outcome | None:
+        """The ``bound`` or ``feed-bound`` outcome of ``cell``'s group."""
+        return self.outcomes.get(dataclasses.replace(cell, client=kind, cap_minutes=0.0))
+
+    def ours(self) -> list[Outcome]:
+        """The edges_async outcomes, in cell order."""
+        return [o for cell, o in self.outcomes.items() if cell.client == "edges_async"]
+
+    def shortfalls(self, outcome: Outcome) -> list[str]:
+        """The edges_async targets ``outcome`` misses (empty: it meets them all)."""
+        if outcome.error is not None:
+            return ["error"]
+        cell, misses = outcome.cell, []
+        if outcome.noticed < cell.runs or outcome.wrong:
+            misses.append("missed or wrong runs")
+        if outcome.refused:
+            misses.append("429s")
+        feed = self.bound(cell, "feed-bound")
+        if feed is None or not outcome.p50 <= P50_RATIO_TARGET * feed.p50:
+            misses.append("p50 vs feed bound")
+        uniform = (cell.workload, cell.plan, cell.runs) == ("uniform", ea.PlanTier.TRIAL, LARGE_N)
+        if uniform and not (
+            outcome.p50 <= UNIFORM_P50_TARGET and outcome.p99 <= UNIFORM_P99_TARGET
+        ):
+            misses.append("p50/p99")
+        if cell.workload == "burst" and not outcome.worst <= BURST_TARGET:
+            misses.append(f"burst > {BURST_TARGET:g} s")
+        if cell.runs >= LARGE_N and not (outcome.peak_rss_mb or math.inf) < RSS_TARGET_MB:
+            misses.append("RSS")
+        return misses
+
+    def cpu_ratios(self) -> list[tuple[ea.PlanTier, str, float | None, float | None]]:
+        """For each plan and workload measured at N = 100 and 10,000: CPU s/min of both."""
+        ratios = []
+        for outcome in self.ours():
+            cell = outcome.cell
+            if cell.runs != LARGE_N or cell.workload not in ("longtail", "uniform"):
+                continue
+            small = self.outcomes.get(dataclasses.replace(cell, runs=SMALL_N))
+            if small is not None:
+                ratios.append(
+                    (cell.plan, cell.workload, small.cpu_per_minute, outcome.cpu_per_minute)
+                )
+        return ratios
+
+    def verdicts(self) -> list[str]:
+        """One PASS/FAIL line per target (``n/a`` when no cell measured it)."""
+        ours = self.ours()
+        lines = []
+
+        def line(target: str, checked: list[Outcome], failing: list[str]) -> None:
+            verdict = "n/a (not measured)" if not checked else "FAIL" if failing else "PASS"
+            detail = f": {', '.join(failing)}" if failing else ""
+            lines.append(f"{verdict:<4} {target} ({len(checked)} cells){detail}")
+
+        def name(o: Outcome) -> str:
+            return f"{o.cell.plan.value}/{o.cell.workload}/{o.cell.runs}"
+
+        line("no 429 anywhere", ours, [f"{name(o)} {o.refused}" for o in ours if o.refused])
+        line(
+            "every run noticed once, none wrongly",
+            ours,
+            [name(o) for o in ours if o.error or o.noticed < o.cell.runs or o.wrong],
+        )
+        uniform = [
+            o for o in ours
+            if (o.cell.workload, o.cell.plan, o.cell.runs)
+            == ("uniform", ea.PlanTier.TRIAL, LARGE_N)
+        ]  # fmt: skip
+        line(
+            f"uniform, Trial, N = {LARGE_N:,}: p50 <= {UNIFORM_P50_TARGET:g} s and p99 <= "
+            f"{UNIFORM_P99_TARGET:g} s",
+            uniform,
+            [f"p50 {o.p50:.2f} s, p99 {o.p99:.2f} s" for o in uniform if "p50/p99" in
+             self.shortfalls(o)],
+        )  # fmt: skip
+        line(
+            f"p50 <= {P50_RATIO_TARGET} x the feed bound's, every row",
+            ours,
+            [
+                f"{name(o)} {ratio_text(o, self.bound(o.cell, 'feed-bound'))}"
+                for o in ours if "p50 vs feed bound" in self.shortfalls(o)
+            ],
+        )  # fmt: skip
+        burst = [o for o in ours if o.cell.workload == "burst"]
+        line(
+            f"burst: every run noticed within {BURST_TARGET:g} s",
+            burst,
+            [f"{name(o)} last after {figure(o.worst)} s" for o in burst
+             if not o.worst <= BURST_TARGET or o.noticed < o.cell.runs],
+        )  # fmt: skip
+        large = [o for o in ours if o.cell.runs >= LARGE_N]
+        line(
+            f"N = {LARGE_N:,}: peak RSS < {RSS_TARGET_MB:g} MB",
+            large,
+            [f"{name(o)} {figure(o.peak_rss_mb, 0)} MB" for o in large
+             if not (o.peak_rss_mb or math.inf) < RSS_TARGET_MB],
+        )  # fmt: skip
+        ratios = self.cpu_ratios()
+        failing = []
+        for plan, workload, small, big in ratios:
+            ratio = big / small if small and big is not None else math.inf
+            if not ratio <= CPU_RATIO_TARGET:
+                failing.append(f"{plan.value}/{workload} {ratio:.2f}")
+        verdict = "n/a (not measured)" if not ratios else "FAIL" if failing else "PASS"
+        detail = f": {', '.join(failing)}" if failing else ""
+        lines.append(
+            f"{verdict:<4} client CPU per sim. minute, N = {LARGE_N:,} <= {CPU_RATIO_TARGET:g} x "
+            f"N = {SMALL_N} (same plan and workload; {len(ratios)} pairs){detail}"
+        )
+        return lines
 
 
 # -- the table ------------------------------------------------------------------
 
 
-def shortfalls(outcome: Outcome, bound: Outcome | None) -> list[str]:
-    """The edges_async targets ``outcome`` misses (empty: it meets them all)."""
-    if outcome.error is not None:
-        return ["error"]
-    misses = []
-    if outcome.noticed < outcome.cell.runs or outcome.wrong:
-        misses.append("missed or wrong runs")
-    if outcome.refused:
-        misses.append("429s")
-    if bound is None or not outcome.p50 <= P50_RATIO_TARGET * bound.p50:
-        misses.append("p50")
-    if outcome.cell.runs >= LARGE_N:
-        if outcome.peak_rss_mb is None or outcome.peak_rss_mb >= RSS_TARGET_MB:
-            misses.append("RSS")
-        if outcome.cpu_per_minute is None or outcome.cpu_per_minute >= CPU_TARGET:
-            misses.append("CPU")
-    return misses
-
-
 COLUMNS = (
-    ("plan", "<9"), ("N", ">6"), ("client", "<17"), ("requests", ">8"), ("429s", ">7"),
-    ("noticed", ">12"), ("p50 s", ">7"), ("p99 s", ">7"), ("p50/bound", ">9"),
-    ("sim min", ">7"), ("cpu s", ">6"), ("cpu s/min", ">9"), ("RSS MB", ">6"), ("targets", ""),
+    ("plan", "<8"), ("workload", "<8"), ("N", ">6"), ("client", "<15"), ("requests", ">8"),
+    ("429s", ">5"), ("noticed", ">11"), ("feed/net", ">11"), ("p50 s", ">6"), ("p99 s", ">6"),
+    ("max s", ">6"), ("p50/uidb", ">8"), ("p50/feedb", ">9"), ("sim min", ">7"), ("cpu s", ">6"),
+    ("cpu s/min", ">9"), ("RSS MB", ">6"), ("targets", ""),
 )  # fmt: skip
+NAMES = {"bound": "uid-batch bound", "feed-bound": "feed bound"}
 
 
 def figure(value: float | None, decimals: int | None = None) -> str:
@@ -334,71 +590,104 @@ def figure(value: float | None, decimals: int | None = None) -> str:
     return f"{value:.{decimals}f}"
 
 
-def row(outcome: Outcome, bound: Outcome | None, verdict: str) -> str:
+def ratio_text(outcome: Outcome, bound: Outcome | None) -> str:
+    """``outcome``'s p50 over ``bound``'s, as ``1.23x``."""
+    if bound is None or not bound.p50 > 0:
+        return "-"
+    return f"{outcome.p50 / bound.p50:.2f}x"
+
+
+def row(report: Report, outcome: Outcome) -> str:
     """One table line."""
     cell = outcome.cell
-    name = {"bound-full": "bound, full rate"}.get(cell.client, cell.client)
+    name = NAMES.get(cell.client, cell.client)
     if cell.client == "naive":
         name += f" (cap {cell.cap_minutes:g})"
-    ratio = outcome.p50 / bound.p50 if bound is not None and bound.p50 > 0 else None
+    by = outcome.by_mechanism
+    mechanisms = "-" if by is None else f"{by[0]}/{by[1]}" + (f" +{by[2]}?" if by[2] else "")
+    verdict = "-"
+    if cell.client == "edges_async":
+        misses = report.shortfalls(outcome)
+        verdict = "PASS" if not misses else "FAIL: " + ", ".join(misses)
+        if outcome.delays_differ:
+            verdict += " (delays differ between repeats!)"
+    elif outcome.backlog_peak is not None:
+        overloaded = outcome.backlog_peak > BATCH
+        verdict = (
+            f"{'overloaded' if overloaded else 'keeps up'}: backlog peak {outcome.backlog_peak:,}"
+        )
+    if outcome.error is not None:
+        verdict = f"ERROR {outcome.error[:70]}"
     values = (
-        cell.plan.value, str(cell.runs), name, str(outcome.requests),
-        "-" if cell.client.startswith("bound") else str(outcome.refused),
-        f"{outcome.noticed}/{cell.runs}", figure(outcome.p50), figure(outcome.p99),
-        figure(ratio, 2), figure(outcome.minutes, 1), figure(outcome.client_cpu, 2),
-        figure(outcome.cpu_per_minute, 3), figure(outcome.peak_rss_mb, 0), verdict,
+        cell.plan.value, cell.workload, str(cell.runs), name, str(outcome.requests),
+        "-" if cell.client.endswith("bound") else str(outcome.refused),
+        f"{outcome.noticed}/{cell.runs}", mechanisms, figure(outcome.p50), figure(outcome.p99),
+        figure(outcome.worst),
+        ratio_text(outcome, report.bound(cell, "bound")),
+        ratio_text(outcome, report.bound(cell, "feed-bound")),
+        figure(outcome.minutes, 1), figure(outcome.client_cpu, 2),
+        figure(outcome.cpu_per_minute, 4), figure(outcome.peak_rss_mb, 0), verdict,
     )  # fmt: skip
     return " ".join(format(v, spec) for v, (_, spec) in zip(values, COLUMNS, strict=True))
 
 
-def print_header(plans: Sequence[ea.PlanTier]) -> None:
-    """The command line, the workload, the budgets and the targets."""
+def print_header(args: argparse.Namespace) -> None:
+    """The command line, the workloads, the budgets and the targets."""
+    plans = args.plans
     shares = ", ".join(f"{p.value} {poll_share(p):g} of {p.requests_per_minute}" for p in plans)
-    runs = f"runs: N seeded at t=0, running time log-normal (long-tailed): {PROFILE!r}"
+    longtail = f"longtail: N runs seeded at t=0, running time log-normal: {PROFILE!r}"
     lines = [
         f"command: python {shlex.join(sys.argv)}",
-        textwrap.fill(runs, width=110, subsequent_indent="  "),
+        textwrap.fill(longtail, width=110, subsequent_indent="  "),
+        f"uniform: each run ends at a seeded uniform moment in (0, {UNIFORM_SECONDS:g} s); "
+        f"foreign: uniform + N unrelated runs ending alike; burst: {BURST_RUNS} runs ending in "
+        f"[{BURST_AT:g}, {BURST_AT + 1:g}) s",
         f"poll share = rpm x {LIMITER_HEADROOM} x (1 - {POLL_RESERVE}) req/min: {shares}; "
         "in-process simulator, sliding-minute limit, fake time",
-        "delay = noticed by the client - ended on the server (p50, p99 over noticed runs)",
-        "cpu = the client's: process CPU minus time in the simulator; RSS = the worker's peak, "
-        "imports and simulator\n  included (bound rows: a worker with the seeded simulator alone)",
-        f"targets (edges_async): 0 429s; p50 <= {P50_RATIO_TARGET} x bound; at N = {LARGE_N}: "
-        f"RSS < {RSS_TARGET_MB:g} MB and cpu < {CPU_TARGET} s per simulated minute\n",
+        "delay = noticed by the client - ended on the server (p50, p99, max over noticed runs); "
+        "feed/net = runs noticed after a\n  feed answer / a safety-net answer (uid batch or "
+        "single run) showed them ended",
+        "uid-batch bound = ideal round robin of 100-uid batches at the poll share; feed bound = "
+        "ideal feed at the poll share,\n  100 runs per answer, oldest first (foreign runs "
+        "included); 'overloaded' = runs ended faster than 100 per interval",
+        f"cpu = the client's (median of {args.repeats}): process CPU minus time in the "
+        "simulator and the transport's bookkeeping;\n  RSS = the worker's peak, imports and "
+        "simulator included (bound rows: a worker with the seeded simulator alone)",
+        f"targets (edges_async): 0 429s; uniform Trial N = {LARGE_N}: p50 <= "
+        f"{UNIFORM_P50_TARGET:g} s, p99 <= {UNIFORM_P99_TARGET:g} s; p50 <= {P50_RATIO_TARGET} "
+        f"x feed bound;\n  burst: all within {BURST_TARGET:g} s; N = {LARGE_N}: RSS < "
+        f"{RSS_TARGET_MB:g} MB; cpu s/min at N = {LARGE_N} <= {CPU_RATIO_TARGET:g} x "
+        f"N = {SMALL_N}'s\n",
     ]
     print("\n".join(lines))
 
 
-def print_report(outcomes: dict[Cell, Outcome], cells: Sequence[Cell]) -> None:
-    """The table, in cell order, then the verdict."""
+def print_report(report: Report, cells: Sequence[Cell]) -> None:
+    """The table, in cell order, then the CPU figures and the verdicts."""
     lines = [" ".join(format(title, spec) for title, spec in COLUMNS)]
-    lines.append("-" * (len(lines[0]) + 12))
-    checked: list[bool] = []
+    lines.append("-" * (len(lines[0]) + 30))
     for index, cell in enumerate(cells):
-        if index and (cells[index - 1].plan, cells[index - 1].runs) != (cell.plan, cell.runs):
+        previous = cells[index - 1] if index else cell
+        if (previous.plan, previous.workload, previous.runs) != (cell.plan, cell.workload,
+                                                                 cell.runs):  # fmt: skip
             lines.append("")
-        outcome = outcomes[cell]
-        bound = outcomes.get(Cell(cell.plan, cell.runs, "bound", cell.seed))
-        verdict = "-"
-        if cell.client == "edges_async":
-            misses = shortfalls(outcome, bound)
-            checked.append(not misses)
-            verdict = "PASS" if not misses else "FAIL: " + ", ".join(misses)
-        if outcome.error is not None:
-            verdict = f"ERROR {outcome.error[:70]}"
-        lines.append(row(outcome, bound, verdict).rstrip())
-    print("\n".join(lines))
-    for cell in cells:
-        spread = outcomes[cell].cpu_spread
-        if spread is not None and outcomes[cell].minutes > 0:
-            low, high = (cpu / outcomes[cell].minutes for cpu in spread)
+        lines.append(row(report, report.outcomes[cell]).rstrip())
+    print("\n".join(lines) + "\n")
+    for outcome in report.outcomes.values():
+        if len(outcome.cpu_spread) > 1 and outcome.minutes > 0:
+            each = ", ".join(f"{cpu / outcome.minutes:.4f}" for cpu in outcome.cpu_spread)
+            cell = outcome.cell
             print(
-                f"{cell.plan.value} N={cell.runs} {cell.client}: client cpu s/min over the "
-                f"repeats {low:.3f} to {high:.3f} (the least is in the table)"
+                f"{cell.plan.value} {cell.workload} N={cell.runs} {cell.client}: client cpu "
+                f"s/min of each repeat {each} (median in the table)"
             )
-    if checked:
-        verdict = "PASS" if all(checked) else "FAIL"
-        print(f"\nedges_async: {sum(checked)}/{len(checked)} cells meet every target: {verdict}")
+    for plan, workload, small, big in report.cpu_ratios():
+        ratio = f"{big / small:.2f}" if small and big is not None else "-"
+        print(
+            f"{plan.value} {workload}: client cpu s/min N={SMALL_N} {figure(small, 4)}, "
+            f"N={LARGE_N} {figure(big, 4)}: ratio {ratio}"
+        )
+    print("\n" + "\n".join(report.verdicts()))
 
 
 # -- running it -----------------------------------------------------------------
@@ -406,54 +695,53 @@ def print_report(outcomes: dict[Cell, Outcome], cells: Sequence[Cell]) -> None:
 
 def cells_for(args: argparse.Namespace) -> list[Cell]:
     """Every cell, in table order."""
-    wanted = list(args.clients)
-    if "edges_async" in wanted and "bound" not in wanted:
-        wanted.append("bound")  # edges_async's p50 target is relative to the bound
-    clients: list[str] = []
-    for client in wanted:
-        clients += ["bound", "bound-full"] if client == "bound" else [client]
+    clients = [c for c in CLIENTS if c in args.clients or c == "bound"]  # targets need bounds
+    groups: list[tuple[ea.PlanTier, str, int]] = []
+    for plan in args.plans:
+        for workload in args.workloads:
+            if workload == "burst":
+                groups.append((plan, workload, BURST_RUNS))
+            elif workload == "foreign":
+                if plan in args.foreign_plans:
+                    groups += [(plan, workload, n) for n in args.sizes if n in FOREIGN_SIZES]
+            else:
+                groups += [(plan, workload, n) for n in args.sizes]
     caps = {"naive": args.naive_cap_minutes, "edges_async": EDGES_CAP_MINUTES}
-    rows = itertools.product(args.plans, args.sizes, clients)
-    return [Cell(plan, n, client, args.seed, caps.get(client, 0.0)) for plan, n, client in rows]
+    cells = []
+    for plan, workload, n in groups:
+        for client in clients:
+            if client == "naive" and workload != "longtail":
+                continue
+            kinds = ["bound", "feed-bound"] if client == "bound" else [client]
+            cells += [Cell(plan, workload, n, k, args.seed, caps.get(k, 0.0)) for k in kinds]
+    return cells
 
 
-def run_cells(cells: Sequence[Cell], jobs: int, cpu_repeats: int) -> dict[Cell, Outcome]:
-    """Measure every cell, each in a fresh spawned worker, the slowest to simulate first.
+def run_cells(cells: Sequence[Cell], jobs: int, repeats: int) -> dict[Cell, Outcome]:
+    """Measure every cell (edges_async ``repeats`` times), each in a fresh spawned worker.
 
-    The cells with a CPU target run last, alone, ``cpu_repeats`` times: on this
-    kind of VM (two vCPUs, likely hyperthreads) a busy sibling inflated their
-    CPU time by half, and even alone it varies by +-20 % from run to run. As
-    ``timeit`` does, the least CPU time is the measure (the rest is other
-    processes' interference, not the code); ``cpu_spread`` keeps the range.
+    The slowest to simulate go first, so that the pool stays busy to the end
+    and most cells (N = 100 and N = 10,000 alike, whose CPU is compared) run
+    beside another one: on this kind of VM (two vCPUs, likely hyperthreads) a
+    busy sibling inflates CPU time by up to half.
     """
-    exclusive = [c for c in cells if c.client == "edges_async" and c.runs >= LARGE_N]
-    shared = sorted(
-        (c for c in cells if c not in exclusive), key=lambda c: (-c.runs, c.client != "naive")
-    )
-    outcomes: dict[Cell, Outcome] = {}
+    work = [c for c in cells for _ in range(repeats if c.client == "edges_async" else 1)]
+
+    def cost(cell: Cell) -> float:
+        rate = 1.0 if cell.client.endswith("bound") else cell.plan.requests_per_minute
+        return -(cell.runs * (2 if cell.workload == "foreign" else 1) * rate)
+
+    work.sort(key=cost)
+    measured: dict[Cell, list[Outcome]] = collections.defaultdict(list)
     context = multiprocessing.get_context("spawn")
-    for batch, processes in ((shared, jobs), (exclusive * cpu_repeats, 1)):
-        if not batch:
-            continue
-        with context.Pool(processes=processes, maxtasksperchild=1) as pool:
-            for outcome in pool.imap_unordered(measure, batch, chunksize=1):
-                outcomes[outcome.cell] = least_cpu(outcomes.get(outcome.cell), outcome)
-                if sys.stderr.isatty():
-                    print(f"\r{len(outcomes)}/{len(cells)} cells", end="", file=sys.stderr)
+    with context.Pool(processes=jobs, maxtasksperchild=1) as pool:
+        for done, outcome in enumerate(pool.imap_unordered(measure, work, chunksize=1), 1):
+            measured[outcome.cell].append(outcome)
+            if sys.stderr.isatty():
+                print(f"\r{done}/{len(work)} measures", end="", file=sys.stderr)
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    return outcomes
-
-
-def least_cpu(kept: Outcome | None, new: Outcome) -> Outcome:
-    """Of two measures of one cell, the one with the least client CPU; the CPU range kept."""
-    if kept is None or kept.client_cpu is None or new.client_cpu is None:
-        return new
-    low, high = kept.cpu_spread or (kept.client_cpu, kept.client_cpu)
-    spread = (min(low, new.client_cpu), max(high, new.client_cpu))
-    best = new if new.client_cpu < kept.client_cpu else kept
-    peak = max(kept.peak_rss_mb or 0.0, new.peak_rss_mb or 0.0)
-    return dataclasses.replace(best, cpu_spread=spread, peak_rss_mb=peak)
+    return {cell: merged(measured[cell]) for cell in cells}
 
 
 def listed(parse: Callable[[str], T]) -> Callable[[str], list[T]]:
@@ -472,23 +760,28 @@ def main() -> None:
     """Parse the command line, measure every cell and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     add = parser.add_argument
-    add("--plans", type=listed(ea.PlanTier), default=[ea.PlanTier.TRIAL, ea.PlanTier.TITANIUM])
+    trial, titanium = ea.PlanTier.TRIAL, ea.PlanTier.TITANIUM
+    add("--plans", type=listed(ea.PlanTier), default=[trial, titanium])
+    add("--workloads", type=listed(str), default=list(WORKLOADS), help=", ".join(WORKLOADS))
     add("--sizes", type=listed(int), default=[10, 100, 1_000, 10_000], help="numbers of runs")
-    add("--clients", type=listed(str), default=list(CLIENTS), help="among " + ", ".join(CLIENTS))
+    add("--foreign-plans", type=listed(ea.PlanTier), default=[trial], help="plans of 'foreign'")
+    add("--clients", type=listed(str), default=["edges_async", "bound"], help=", ".join(CLIENTS))
+    add("--repeats", type=int, default=3, help="measures of each edges_async cell (median CPU)")
     add("--naive-cap-minutes", type=float, default=20.0, help="fake minutes the naive client gets")
     add("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)")
     add("--seed", type=int, default=0, help="the simulator's seed (the runs of every cell)")
-    add("--cpu-repeats", type=int, default=3, help="measures of each CPU-target cell (least kept)")
     args = parser.parse_args()
     if not set(args.clients) <= set(CLIENTS):
         parser.error(f"--clients: choose among {', '.join(CLIENTS)}")
-    if min(args.sizes) < 1 or min(args.jobs, args.cpu_repeats) < 1 or args.naive_cap_minutes <= 0:
-        parser.error("--sizes, --jobs, --cpu-repeats must be >= 1, --naive-cap-minutes > 0")
+    if not set(args.workloads) <= set(WORKLOADS):
+        parser.error(f"--workloads: choose among {', '.join(WORKLOADS)}")
+    if min(args.sizes) < 1 or min(args.jobs, args.repeats) < 1 or args.naive_cap_minutes <= 0:
+        parser.error("--sizes, --jobs, --repeats must be >= 1, --naive-cap-minutes > 0")
 
     started = time.perf_counter()
     cells = cells_for(args)
-    print_header(args.plans)
-    print_report(run_cells(cells, args.jobs, args.cpu_repeats), cells)
+    print_header(args)
+    print_report(Report(run_cells(cells, args.jobs, args.repeats)), cells)
     seconds = time.perf_counter() - started
     processes = f"{args.jobs} worker process{'es' if args.jobs > 1 else ''}"
     print(f"\n{len(cells)} cells in {seconds:.0f} s of real time ({processes})")

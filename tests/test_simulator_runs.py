@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from edges_async.testing import EdgesSimulator, RunScript, Workspace
+from edges_async.testing import EdgesSimulator, RunScript, SimulatedRun, Workspace
 
 from .conftest import RAW_BASE_URL, raw_http
 
@@ -359,3 +359,88 @@ async def test_live_action_validates_its_body(
     response = await raw_client.post("/v1/actions/a/run/live", json=body)
     assert response.status_code == 400
     assert response.json()["message"] == message
+
+
+async def test_add_runs_end_at_seeded_moments_within_the_span(
+    sim: EdgesSimulator, sim_workspace: Workspace, raw_client: httpx.AsyncClient
+) -> None:
+    """add_runs seeds runs, created now, that all end within the span, as the seed says."""
+    runs = sim.add_runs(sim_workspace, 40, ending_between=(10, timedelta(seconds=20)))
+    assert len({run.uid for run in runs}) == 40
+    offsets = [(end[0] - run.created, end[1]) for run in runs if (end := run.first_terminal())]
+    assert len(offsets) == 40
+    assert all(10 <= offset <= 20 for offset, _ in offsets)
+    await asyncio.sleep(5)
+    listed = await list_runs(raw_client, [("limit", "100")])
+    assert {run["status"] for run in listed} == {"RUNNING"}
+    await asyncio.sleep(15)
+    listed = await list_runs(raw_client, [("limit", "100")])
+    assert {run["uid"] for run in listed} == {run.uid for run in runs}
+    assert all(run["finished_at"] is not None for run in listed)
+    again = EdgesSimulator(seed=SIM_SEED)
+    same = again.add_runs(again.add_workspace(api_key="k"), 40, ending_between=(10, 20))
+    again_offsets = [(e[0] - run.created, e[1]) for run in same if (e := run.first_terminal())]
+    assert [status for _, status in again_offsets] == [status for _, status in offsets]
+    assert [offset for offset, _ in again_offsets] == pytest.approx([o for o, _ in offsets])
+    with pytest.raises(ValueError, match="ending_between"):
+        sim.add_runs(sim_workspace, 1, ending_between=(20, 10))
+
+
+def _listed_by_snapshots(
+    sim: EdgesSimulator, params: list[tuple[str, str]], now: float
+) -> list[str]:
+    """The uids a list answers, worked out the obvious way: snapshot and sort every run."""
+    rows = [(run, run.snapshot(now)) for run in sim.runs]
+    statuses = {value for name, value in params if name == "status"}
+    uids = {value for name, value in params if name == "uid"}
+    rows = [
+        (run, snap)
+        for run, snap in rows
+        if (not statuses or snap.status in statuses) and (not uids or run.uid in uids)
+    ]
+
+    def value(name: str, run: SimulatedRun, snap: Any) -> Any:
+        if name in ("created_at", "id"):
+            return run.created if name == "created_at" else run.id
+        return getattr(snap, {"updated_at": "updated", "finished_at": "finished"}.get(name, name))
+
+    order = [given for key, given in params if key == "sort"] or ["-created_at"]
+    for field in reversed([*order, "-id"]):
+        name = field.removeprefix("-")
+        keyed = [((value(name, *row) is None, value(name, *row) or 0), row) for row in rows]
+        keyed.sort(key=lambda pair: pair[0], reverse=field[0] == "-")
+        rows = [row for _, row in keyed]
+    params_of = dict(params)
+    offset, limit = int(params_of.get("offset", "0")), int(params_of.get("limit", "10"))
+    return [run.uid for run, _ in rows[offset : offset + limit]]
+
+
+async def test_list_answers_what_snapshotting_every_run_gives(
+    sim: EdgesSimulator, sim_workspace: Workspace, raw_client: httpx.AsyncClient
+) -> None:
+    """The list's shortcuts (status off the timeline, a heap for the page) change no answer."""
+    runs = sim.add_runs(sim_workspace, 50, ending_between=(0, 60))
+    tied = sim.add_runs(sim_workspace, 5, ending_between=(30, 30))
+    blocked = sim.add_run(sim_workspace, script=RunScript((("RUNNING", 0), ("BLOCKED", 5))))
+    long = sim.add_run(sim_workspace, script=RunScript((("RUNNING", 0), ("SUCCEEDED", 500))))
+    terminal = [("status", s) for s in ("SUCCEEDED", "FAILED", "BLOCKED", "STOPPED", "INVALID")]
+    feed = [*terminal, ("status", "PARTIAL_SUCCEEDED"), ("sort", "-updated_at")]
+    queries = [
+        [*feed, ("limit", "7")],
+        [*feed, ("limit", "7"), ("offset", "5")],
+        [*feed, ("limit", "100"), ("offset", "40")],
+        [("limit", "100")],
+        [("sort", "created_at"), ("sort", "-updated_at"), ("limit", "100")],
+        [*terminal, ("sort", "finished_at"), ("sort", "-status"), ("limit", "100")],
+        [*terminal, *(("uid", run.uid) for run in [*runs[::3], *tied, long]), ("limit", "100")],
+    ]
+    for moment in (0, 10, 25, 45, 90):
+        await asyncio.sleep(moment - asyncio.get_running_loop().time())
+        if moment == 10:
+            assert (await raw_client.post(f"/v1/runs/{blocked.uid}/resume")).status_code == 200
+        if moment == 25:
+            assert (await raw_client.post(f"/v1/runs/{long.uid}/cancel")).status_code == 200
+        for params in queries:
+            answer = await list_runs(raw_client, params)
+            expected = _listed_by_snapshots(sim, params, asyncio.get_running_loop().time())
+            assert [run["uid"] for run in answer] == expected, (moment, params)

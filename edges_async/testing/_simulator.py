@@ -25,6 +25,7 @@ from ._profiles import RunProfile
 from ._rate_limits import WindowKind
 from ._routes import EdgesApi
 from ._run import RunSpec
+from ._scripts import RunScript
 from ._server import serve_app
 from ._world import World
 
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from ._callbacks import CallbackDelivery
     from ._log import RecordedRequest
     from ._run import SimulatedRun
-    from ._scripts import RunScript
     from ._workspace import Workspace
 
 __all__ = ["EdgesSimulator"]
@@ -182,6 +182,33 @@ class EdgesSimulator:
             first_input=inputs[0] if inputs else None,
         )
         return self._world.create_run(spec)
+
+    def add_runs(
+        self,
+        workspace: Workspace,
+        count: int,
+        *,
+        ending_between: tuple[float | timedelta, float | timedelta],
+    ) -> list[SimulatedRun]:
+        """Seed ``count`` runs, created now, each ending at a random moment in ``ending_between``.
+
+        The moments (seconds or timedelta from now) are seeded and uniform
+        between the two bounds; each run is RUNNING after a second (or half its
+        life, if shorter) and ends in the terminal status, with the outputs, of
+        a random lifecycle (``run_profile``). For load tests: runs ending at a
+        steady pace, a workspace busy with runs nobody waits for, or a burst
+        (``ending_between=(300, 301)``: all within one second, five minutes on).
+        """
+        low, high = (to_seconds(bound) for bound in ending_between)
+        if count < 0 or not 0 <= low <= high:
+            raise ValueError("need count >= 0 and ending_between with 0 <= low <= high")
+        runs = []
+        for _ in range(count):
+            drawn = self._world.random_script(1, None)
+            end = self._world.rng.uniform(low, high)
+            steps = (("CREATED", 0.0), ("RUNNING", min(1.0, end / 2)), (drawn.steps[-1][0], end))
+            runs.append(self.add_run(workspace, script=RunScript(steps, drawn.outputs)))
+        return runs
 
     # -- inspecting ----------------------------------------------------------
 
