@@ -5,7 +5,11 @@
   off or the feed was found wanting less than ``_PAUSE`` ago.
 - **Share.** Of the poll requests, ``safety_net`` go on asking about the
   pending runs by uid, the most urgent first; the rest read the feed, one
-  request at a time (each page follows from the last).
+  request at a time (each page follows from the last). When the uid requests
+  find more ended runs per request than the feed does (the feed left rows
+  unread while runs ended faster than it could page back, and the pending
+  runs are full of ended ones), they get a larger share, in proportion, up
+  to ``_MAX_NET_SHARE``.
 - **Falling back.** A page that shows the list is not a feed (the filter or
   the sort ignored), an error other than a transient one, or a pass kept
   going for ``feed_saturation`` mostly by runs this client does not wait for
@@ -34,6 +38,8 @@ __all__ = ["FeedReader"]
 
 logger = logging.getLogger("edges_async")
 
+_MAX_NET_SHARE: Final = 0.9  # the most of the requests the safety net takes
+_YIELD_WEIGHT: Final = 0.1  # of each request in the running mean of runs found per request
 _PAUSE: Final = 600.0  # seconds of uid polling after the feed was found wanting
 _IDLE: Final = 60.0  # seconds unread after which the feed starts afresh
 _MARGIN: Final = 2.0  # seconds below the watermark read again: ties, clock steps, late commits
@@ -47,8 +53,10 @@ class FeedReader:
         "_busy",
         "_credit",
         "_feed",
+        "_feed_yield",
         "_foreign",
         "_last_read",
+        "_net_yield",
         "_off_until",
         "_own",
         "_pass_started",
@@ -62,7 +70,8 @@ class FeedReader:
         self._policy = policy
         self._feed = RunFeed(margin=_MARGIN)
         self._busy = False  # a feed request is under way
-        self._credit = 0.0  # safety-net requests owed
+        self._credit = 0.0  # the safety net's share, accrued
+        self._feed_yield = self._net_yield = 0.0  # runs found ended per request, lately
         self._off_until = -math.inf  # loop time the feed may be tried again
         self._pass_started = self._last_read = -math.inf
         self._warned = False  # the first fallback warns, later ones only inform
@@ -79,15 +88,30 @@ class FeedReader:
 
     def net_turn(self) -> bool:
         """Whether this request, with runs due, is the safety net's (else the feed's)."""
-        self._credit += self._policy.safety_net
+        self._credit += self._net_share()
         if self._credit >= 1.0:
             self._credit -= 1.0
             return True
         return False
 
+    def found(self, *, by_feed: bool, ended: int) -> None:
+        """A request found ``ended`` runs ended: the feed's, or the safety net's."""
+        if by_feed:
+            self._feed_yield += _YIELD_WEIGHT * (ended - self._feed_yield)
+        else:
+            self._net_yield += _YIELD_WEIGHT * (ended - self._net_yield)
+
+    def _net_share(self) -> float:
+        """The safety net's share: ``safety_net``, more while its requests find more."""
+        floor = self._policy.safety_net
+        total = self._net_yield + self._feed_yield
+        if total <= 0:
+            return floor
+        return min(max(floor, _MAX_NET_SHARE), max(floor, self._net_yield / total))
+
     def sweep_share(self, pending: int, now: float) -> float:
         """The share of poll requests that ask about runs by uid."""
-        return self._policy.safety_net if self.in_use(pending, now) else 1.0
+        return self._net_share() if self.in_use(pending, now) else 1.0
 
     async def read(self, now: float) -> tuple[list[FeedRow], httpx.Response] | None:
         """The next feed page's new rows; ``None`` when the feed was found wanting.
@@ -98,19 +122,20 @@ class FeedReader:
         if now - self._last_read > _IDLE:
             self._feed.restart()  # not read for long: the way back to the watermark may be long
         self._last_read = now
-        offset = self._feed.offset
+        offset = self._feed.offset(now)
         if offset == 0:
             self._pass_started = now
             self._own = self._foreign = 0
         self._busy = True
         try:
             page, response = await self._requests.feed_page(offset)
-            return self._feed.take(page, offset), response
+            rows = self._feed.take(page, offset, now)
         except FeedUntrusted as exc:
             self.fall_back(now, str(exc))
             return None
         finally:
             self._busy = False
+        return rows, response
 
     def tally(self, own: int, foreign: int, now: float) -> None:
         """Count a page's rows of runs waited for and not; fall back when others swamp it."""

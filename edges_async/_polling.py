@@ -57,6 +57,7 @@ from ._exceptions import (
 )
 from ._feed_reader import FeedReader
 from ._http import HTTPCore
+from ._memory import remember
 from ._models import TERMINAL_STATUSES, Run
 from ._poll_requests import PollRequests, is_transient, parse_run
 from ._poll_schedule import CONFIRM, MAX_BATCH, NEW, PollSchedule, RunWatch
@@ -77,6 +78,7 @@ __all__ = ["RunPoller"]
 
 logger = logging.getLogger("edges_async")
 
+_ENDED_REMEMBERED = 20_000  # runs ended here whose feed rows count as ours
 _NOT_FOUND_RETRY = 1.0  # seconds between asking again about a run not found yet
 
 
@@ -93,6 +95,7 @@ class RunPoller:
     __slots__ = (
         "_backoff",
         "_batching",
+        "_ended",
         "_events",
         "_failures",
         "_feed",
@@ -124,6 +127,7 @@ class RunPoller:
         self._schedule = PollSchedule(policy)
         self._task = PollerTask(self._poll_interval)
         self._feed = FeedReader(self._requests, policy)
+        self._ended: dict[str, None] = {}  # runs lately ended here: the feed's rows of ours
         self._batching = True  # whether the runs list takes a uid filter
         self._failures = 0  # transient failures in a row
         self._resume_at = -math.inf  # loop time polling may resume at after them
@@ -312,10 +316,11 @@ class RunPoller:
             return
         self._failures = 0
         rows, response = read
-        own = 0
+        own = ended = 0
         for row in rows:
             watch = self._watches.get(row.uid)
             if watch is None:
+                own += row.uid in self._ended  # read again: a page overlap, a shift
                 continue
             own += 1
             if watch.resumed_at >= sent or _stale(watch, row):
@@ -323,6 +328,8 @@ class RunPoller:
             run = self._take_in(watch, row.item, response)
             if run is not None and run.is_terminal:
                 self._done(watch, run)
+                ended += 1
+        self._feed.found(by_feed=True, ended=ended)
         self._feed.tally(own, len(rows) - own, _now())
 
     async def _poll(self, batch: list[RunWatch]) -> None:
@@ -362,6 +369,7 @@ class RunPoller:
         self._failures = 0
         now, sweep = _now(), self._sweep()
         asked = {watch.uid: watch for watch in batch}
+        ended = 0
         for uid, item in answer.items.items():  # in the answer's order
             watch = asked.pop(uid, None)
             if watch is None:
@@ -369,8 +377,10 @@ class RunPoller:
             run = self._take_in(watch, item, answer.response)
             if run is not None and run.is_terminal:
                 self._done(watch, run)
+                ended += 1
             elif self._is_current(watch):
                 self._schedule.reschedule(watch, now, sweep)
+        self._feed.found(by_feed=False, ended=ended)
         for watch in asked.values():
             if not self._is_current(watch):
                 continue  # ended meanwhile (the feed, a callback)
@@ -467,6 +477,7 @@ class RunPoller:
 
     def _done(self, watch: RunWatch, run: Run) -> None:
         self._forget(watch)
+        remember(self._ended, watch.uid, None, limit=_ENDED_REMEMBERED)
         self._events.publish(RunEnded(watch.uid, run))
 
     def _fail(self, watch: RunWatch, error: Exception) -> None:

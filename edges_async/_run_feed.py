@@ -11,13 +11,22 @@ poller sends the requests and hands the rows on:
   reaches it, the pass ends and its first row becomes the new watermark. The
   first pass reads one page: what ended before the feed started is the
   safety net's.
-- **Shifting offsets.** Runs that end during a pass push the rows down the
-  list. Each page after the first starts ``_OVERLAP`` rows before where the
-  last one stopped and goes on after its last row (the *anchor*), so a shift
-  never skips a row and costs only the rows it repeats; rows a shift brings
-  back are handed on again, which the poller ignores (it forgets a run it
-  handed over). A row leaving the list (a run resumed) can make one slip:
-  the poller's uid sweeps, its safety net, find it.
+- **Crowds.** When runs end so fast that half a page of them comes between
+  two requests, paging back would trail behind: the pass is given up (the
+  rows it did not reach are the safety net's, which then finds more per
+  request and gets more of them)
+  and every request reads the newest page, all new rows.
+- **Shifting offsets.** Runs that end during a pass push the rows read down
+  the list, by as many rows as ended (*arrivals*). A row read before and
+  found again on a page measures them exactly; the next page is asked for
+  where the last row read should be by then, ``_OVERLAP`` rows early, so
+  that while runs end faster than a page holds, each page still brings
+  about a page of rows not read (the arrivals are the next pass's). A page
+  that finds no row read before either lies among the arrivals (read them,
+  go deeper) or past the last row read (read them, step back a page). Rows
+  handed on twice are ignored by the poller (it forgets a run it handed
+  over). A row leaving the list (a run resumed) can make one slip: the
+  poller's uid sweeps, its safety net, find it.
 - **Trust.** The API does not document how the feed behaves, so each page is
   checked: a row with a status that is not terminal (the filter ignored), rows
   out of order (the sort ignored) or a row without a readable ``updated_at``
@@ -36,6 +45,7 @@ from ._models import TERMINAL_STATUSES
 __all__ = ["FEED_PAGE", "FeedRow", "FeedUntrusted", "RunFeed", "feed_time"]
 
 FEED_PAGE: Final = 100  # the runs list's largest page
+_CROWDED: Final = FEED_PAGE // 2  # arrivals between two pages past which a pass is given up
 _OVERLAP: Final = 5  # rows each later page of a pass repeats, to find where the last one ended
 _TERMINAL: Final = frozenset(status.value for status in TERMINAL_STATUSES)
 
@@ -94,40 +104,74 @@ def _rows(page: list[Any]) -> list[FeedRow]:
 
 @final
 class RunFeed:
-    """Where the next feed request reads, and which rows of its answer are new."""
+    """Where the next feed request reads, and which rows of its answer are new.
 
-    __slots__ = ("_anchor", "_margin", "_next", "_top", "_watermark")
+    Within a pass, every row read keeps its *position*: its offset when read
+    less the rows that had ended since the pass began (``_arrivals``, always
+    above every row read). One row read before and found again on a page
+    tells the arrivals exactly; between pages they are foreseen from their
+    rate (arrivals per second, as measured so between the last pages), a
+    little short (two standard deviations of a Poisson count), so that a page
+    rarely starts past the last row read. The rate is only ever measured
+    between pages: a burst of endings on a first page says nothing of the
+    next ones.
+    """
+
+    __slots__ = (
+        "_arrivals",
+        "_counted_at",
+        "_cursor",
+        "_margin",
+        "_positions",
+        "_rate",
+        "_top",
+        "_watermark",
+    )
 
     def __init__(self, *, margin: float) -> None:
         self._margin = margin
         self._watermark = -math.inf  # no pass finished yet
-        self._top = -math.inf  # the newest row of the pass under way
-        self._anchor: FeedRow | None = None  # the last row the pass read
-        self._next = 0  # the offset of the next request
-
-    @property
-    def offset(self) -> int:
-        """The offset the next request reads at (0: a new pass)."""
-        return self._next
+        self._top = -math.inf  # the newest row when the pass under way began
+        self._positions: dict[str, int] = {}  # the rows the pass read, by uid
+        self._cursor = -1  # the position of the last row the pass read (-1: none)
+        self._arrivals = 0  # rows that ended since the pass began, at _counted_at
+        self._counted_at = -math.inf
+        self._rate = 0.0  # rows ending per second, lately
 
     @property
     def paging(self) -> bool:
         """Whether a pass is under way (its next page is not the first)."""
-        return self._anchor is not None
+        return self._cursor >= 0
 
-    def take(self, page: list[Any], offset: int) -> list[FeedRow]:
-        """The rows of ``page`` (read at ``offset``) not read yet, newest first.
+    def offset(self, now: float) -> int:
+        """The offset to read at ``now`` (0: a new pass).
+
+        When more runs have ended since the last page than ``_CROWDED``, a
+        pass under way is given up: paging back would trail behind the
+        arrivals, while the newest page is all new rows.
+        """
+        if self._cursor < 0:
+            return 0
+        expected = self._rate * max(0.0, now - self._counted_at)
+        if expected >= _CROWDED:
+            self._give_up()
+            return 0
+        foreseen = max(0.0, expected - 2.0 * math.sqrt(expected))
+        return max(0, self._cursor + 1 + self._arrivals + int(foreseen) - _OVERLAP)
+
+    def take(self, page: list[Any], offset: int, now: float) -> list[FeedRow]:
+        """The rows of ``page`` (read at ``offset`` at ``now``) not read yet, newest first.
 
         Raises:
             FeedUntrusted: The page shows the list does not work as a feed.
         """
         rows = _rows(page)
-        anchor = self._anchor
-        if anchor is None:  # a pass's first page
-            fresh = rows
+        if self._cursor < 0:  # a pass's first page
             self._top = rows[0].updated if rows else self._watermark
+            self._arrivals, self._counted_at = 0, now
+            fresh = self._read(rows, offset)
         else:
-            fresh = _after(rows, anchor)
+            fresh = self._follow(rows, offset, now)
         if self._watermark == -math.inf:
             self._end_pass()  # the first look: one page, the newest
             return fresh
@@ -135,33 +179,59 @@ class RunFeed:
         new = [row for row in fresh if row.updated >= floor]
         if len(new) < len(fresh) or len(rows) < FEED_PAGE:
             self._end_pass()  # down to the watermark, or the list's end
-        else:
-            if fresh:
-                self._anchor = rows[-1]
-            # else: shifted down past the anchor, every row on it read: go on deeper
-            self._next = offset + len(rows) - _OVERLAP
         return new
+
+    def _follow(self, rows: list[FeedRow], offset: int, now: float) -> list[FeedRow]:
+        """A later page of a pass: count the arrivals, read on after the last row read."""
+        positions = self._positions
+        deepest = next(
+            (index for index in range(len(rows) - 1, -1, -1) if rows[index].uid in positions),
+            -1,
+        )
+        if deepest >= 0:  # a row read before: the arrivals, exactly
+            arrivals = offset + deepest - positions[rows[deepest].uid]
+            elapsed = now - self._counted_at
+            if elapsed > 0:
+                self._rate = max(0.0, arrivals - self._arrivals) / elapsed
+            self._arrivals, self._counted_at = arrivals, now
+            return self._read(rows[deepest + 1 :], offset + deepest + 1)
+        if rows and rows[-1].updated > self._top:
+            # Every row ended since the pass began: the rows of the pass lie
+            # further down than runs ending this fast let a page reach.
+            elapsed = now - self._counted_at
+            if elapsed > 0:
+                self._rate = max(self._rate, (offset + len(rows) - self._cursor) / elapsed)
+            self._give_up()
+            return rows
+        # Past the last row read (fewer arrivals than foreseen), or rows left
+        # the list: read these, and step back a page for any skipped.
+        self._arrivals = max(0, offset - self._cursor - FEED_PAGE + _OVERLAP)
+        self._rate = 0.0
+        self._counted_at = now
+        return rows
+
+    def _read(self, rows: list[FeedRow], offset: int) -> list[FeedRow]:
+        """Record ``rows``, read from ``offset`` on, as the pass's latest."""
+        for index, row in enumerate(rows):
+            self._positions[row.uid] = offset + index - self._arrivals
+        if rows:
+            self._cursor = offset + len(rows) - 1 - self._arrivals
+        return rows
+
+    def _give_up(self) -> None:
+        self._end_pass()
 
     def _end_pass(self) -> None:
         self._watermark = max(self._watermark, self._top)
-        self._anchor = None
-        self._next = 0
+        self._positions = {}
+        self._cursor = -1
 
     def restart(self) -> None:
         """Forget the position: the next request starts afresh, as the first did."""
         self._watermark = self._top = -math.inf
-        self._anchor = None
-        self._next = 0
+        self._positions = {}
+        self._cursor = -1
+        self._rate = 0.0
 
     def __repr__(self) -> str:
-        return f"<RunFeed offset={self._next} watermark={self._watermark}>"
-
-
-def _after(rows: list[FeedRow], anchor: FeedRow) -> list[FeedRow]:
-    """The rows after ``anchor``: after it on the page, else no newer than it."""
-    for index, row in enumerate(rows):
-        if row.uid == anchor.uid:
-            return rows[index + 1 :]
-    # The anchor is not on the page: it shifted further down (every row is
-    # newer: read already), or it left the list; rows no newer are new.
-    return [row for row in rows if row.updated <= anchor.updated]
+        return f"<RunFeed cursor={self._cursor} watermark={self._watermark}>"
