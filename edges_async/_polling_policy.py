@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ._backoff import to_seconds, utc_now
+from ._backoff import utc_now
 
 __all__ = ["PollingPolicy"]
 
@@ -51,20 +51,33 @@ class PollingPolicy:
     wall_clock: Callable[[], datetime] = field(default=utc_now, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.reserve <= 0.9:
-            raise ValueError(f"reserve must be between 0 and 0.9, got {self.reserve!r}")
-        grace = to_seconds(self.not_found_grace)
-        if not math.isfinite(grace) or grace < 0:
-            raise ValueError(f"not_found_grace must be a finite number >= 0, got {grace!r}")
-        if isinstance(self.max_in_flight, bool) or not 1 <= self.max_in_flight <= 64:
+        _share("reserve", self.reserve, 0.0, 0.9)
+        _seconds("not_found_grace", self.not_found_grace, allow_zero=True)
+        if isinstance(self.max_in_flight, bool) or not (
+            isinstance(self.max_in_flight, int) and 1 <= self.max_in_flight <= 64
+        ):
             raise ValueError(f"max_in_flight must be 1 to 64, got {self.max_in_flight!r}")
         if not isinstance(self.change_feed, bool):
             raise ValueError(f"change_feed must be True or False, got {self.change_feed!r}")
-        if isinstance(self.safety_net, bool) or not 0.01 <= self.safety_net <= 1:
-            raise ValueError(f"safety_net must be between 0.01 and 1, got {self.safety_net!r}")
-        saturation = to_seconds(self.feed_saturation)
-        if not math.isfinite(saturation) or saturation <= 0:
-            raise ValueError(f"feed_saturation must be a finite number > 0, got {saturation!r}")
-        covered = to_seconds(self.covered_interval)
-        if not math.isfinite(covered) or covered < 0:
-            raise ValueError(f"covered_interval must be a finite number >= 0, got {covered!r}")
+        _share("safety_net", self.safety_net, 0.01, 1.0)
+        _seconds("feed_saturation", self.feed_saturation, allow_zero=False)
+        _seconds("covered_interval", self.covered_interval, allow_zero=True)
+
+
+def _share(name: str, value: object, low: float, high: float) -> None:
+    """Refuse ``value`` unless it is a number from ``low`` to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+
+
+def _seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    """Refuse ``value`` unless it is a finite duration (seconds or ``timedelta``)."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and (seconds > 0 or (allow_zero and seconds == 0))):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
