@@ -79,7 +79,7 @@ __all__ = ["RunPoller"]
 logger = logging.getLogger("edges_async")
 
 _ENDED_REMEMBERED = 20_000  # runs ended here whose feed rows count as ours
-_NOT_FOUND_RETRY = 1.0  # seconds between asking again about a run not found yet
+_NOT_FOUND_RETRY = 1.0  # the least seconds between asking again about a run not found yet
 
 
 def _now() -> float:
@@ -401,7 +401,10 @@ class RunPoller:
             if watch.seen or now - watch.since >= grace:
                 self._fail(watch, exc)
             elif self._is_current(watch):
-                self._schedule.postpone(watch, now + min(_NOT_FOUND_RETRY, grace))
+                # Not sooner than every other poll: asked alone, it would take
+                # every request on a plan that polls less than once a second.
+                retry = max(_NOT_FOUND_RETRY, 2 * self._task.interval)
+                self._schedule.postpone(watch, now + min(retry, grace))
             return
         except Exception as exc:
             self._on_error([watch], exc)
