@@ -70,7 +70,10 @@ class FeedReader:
         self._policy = policy
         self._feed = RunFeed(margin=_MARGIN)
         self._busy = False  # a feed request is under way
-        self._credit = 0.0  # the safety net's share, accrued
+        # The safety net's share, accrued: the first request is its own, to
+        # learn at once whether runs ended before the wait (the feed's first
+        # look reads one page) and take a larger share if so.
+        self._credit = 1.0
         self._feed_yield = self._net_yield = 0.0  # runs found ended per request, lately
         self._off_until = -math.inf  # loop time the feed may be tried again
         self._pass_started = self._last_read = -math.inf
