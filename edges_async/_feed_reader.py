@@ -52,6 +52,7 @@ class FeedReader:
     __slots__ = (
         "_busy",
         "_credit",
+        "_crowded_since",
         "_feed",
         "_feed_yield",
         "_foreign",
@@ -59,10 +60,10 @@ class FeedReader:
         "_net_yield",
         "_off_until",
         "_own",
-        "_pass_started",
         "_policy",
         "_requests",
         "_warned",
+        "batch",
     )
 
     def __init__(self, requests: PollRequests, policy: PollingPolicy) -> None:
@@ -76,13 +77,16 @@ class FeedReader:
         self._credit = 1.0
         self._feed_yield = self._net_yield = 0.0  # runs found ended per request, lately
         self._off_until = -math.inf  # loop time the feed may be tried again
-        self._pass_started = self._last_read = -math.inf
+        self._last_read = -math.inf
         self._warned = False  # the first fallback warns, later ones only inform
-        self._own = self._foreign = 0  # rows of the pass under way: waited for, or not
+        self._own = self._foreign = 0  # rows read since the feed was crowded: ours, or not
+        self._crowded_since = math.inf
+        self.batch = MAX_BATCH
+        """The most runs one uid request asks about (1 once the list refused uid filters)."""
 
     def in_use(self, pending: int, now: float) -> bool:
         """Whether the feed carries the polling now, with ``pending`` runs waited for."""
-        return self._policy.change_feed and pending > MAX_BATCH and now >= self._off_until
+        return self._policy.change_feed and pending > self.batch and now >= self._off_until
 
     @property
     def busy(self) -> bool:
@@ -126,9 +130,6 @@ class FeedReader:
             self._feed.restart()  # not read for long: the way back to the watermark may be long
         self._last_read = now
         offset = self._feed.offset(now)
-        if offset == 0:
-            self._pass_started = now
-            self._own = self._foreign = 0
         self._busy = True
         try:
             page, response = await self._requests.feed_page(offset)
@@ -141,16 +142,22 @@ class FeedReader:
         return rows, response
 
     def tally(self, own: int, foreign: int, now: float) -> None:
-        """Count a page's rows of runs waited for and not; fall back when others swamp it."""
+        """Count a page's rows of runs waited for and not; fall back when others swamp it.
+
+        Swamped: the feed crowded (runs ending faster than it pages back) for
+        ``feed_saturation``, with more of the rows read others' than ours.
+        """
+        if not self._feed.crowded:
+            self._crowded_since = math.inf
+            return
+        if self._crowded_since == math.inf:
+            self._crowded_since = now
+            self._own = self._foreign = 0
         self._own += own
         self._foreign += foreign
         saturation = to_seconds(self._policy.feed_saturation)
-        if (
-            self._feed.paging
-            and now - self._pass_started > saturation
-            and self._foreign > self._own
-        ):
-            self.fall_back(now, f"more runs end than it can show, for {saturation:g} s")
+        if now - self._crowded_since >= saturation and self._foreign > self._own:
+            self.fall_back(now, f"others' runs end faster than it can show, for {saturation:g} s")
 
     def fall_back(self, now: float, reason: str) -> None:
         """Ask about runs by uid for ``_PAUSE``, then try the feed afresh."""
@@ -164,6 +171,9 @@ class FeedReader:
         self._warned = True
         self._off_until = now + _PAUSE
         self._feed.restart()
+        self._credit = 0.0  # uid requests carry everything meanwhile
+        self._feed_yield = self._net_yield = 0.0
+        self._crowded_since = math.inf
 
     def __repr__(self) -> str:
         return f"<FeedReader {self._feed!r} off_until={self._off_until}>"

@@ -104,6 +104,7 @@ class RunPoller:
         "_policy",
         "_requests",
         "_resume_at",
+        "_resumes",
         "_schedule",
         "_task",
         "_watches",
@@ -128,6 +129,7 @@ class RunPoller:
         self._task = PollerTask(self._poll_interval)
         self._feed = FeedReader(self._requests, policy)
         self._ended: dict[str, None] = {}  # runs lately ended here: the feed's rows of ours
+        self._resumes: dict[str, float] = {}  # loop times runs were lately resumed
         self._batching = True  # whether the runs list takes a uid filter
         self._failures = 0  # transient failures in a row
         self._resume_at = -math.inf  # loop time polling may resume at after them
@@ -150,6 +152,7 @@ class RunPoller:
             watch = self._watches.get(uid)
             if watch is None:
                 watch = self._watches[uid] = RunWatch(uid, now)
+                watch.resumed_at = self._resumes.get(uid, -math.inf)
                 watch.covered = self._ledger.covers(uid)
                 if uid in self._ledger.ended:  # a callback said it ended before anyone waited
                     watch.status = self._ledger.ended[uid]
@@ -223,8 +226,10 @@ class RunPoller:
 
     def _resumed(self, event: RunResumed) -> None:
         """A resumed run is not over, whatever a feed page read before says."""
+        now = _now()
+        remember(self._resumes, event.run_uid, now, limit=_ENDED_REMEMBERED)
         if (watch := self._watches.get(event.run_uid)) is not None:
-            watch.resumed_at = _now()
+            watch.resumed_at = now
 
     def _confirm(self, watch: RunWatch) -> None:
         """Fetch, first of all, a run a final callback ended.
@@ -361,6 +366,7 @@ class RunPoller:
             # for every route: if this one refuses it, each run is polled alone.
             logger.warning("The runs list refused a uid filter (%s): polling runs one by one", exc)
             self._batching = False
+            self._feed.batch = 1  # one run a request: the feed pays off above one run
             self._requeue(batch)
             return
         except Exception as exc:  # a custom transport or limiter may raise its own
@@ -380,7 +386,8 @@ class RunPoller:
                 ended += 1
             elif self._is_current(watch):
                 self._schedule.reschedule(watch, now, sweep)
-        self._feed.found(by_feed=False, ended=ended)
+        if self._feeding(now):
+            self._feed.found(by_feed=False, ended=ended)
         for watch in asked.values():
             if not self._is_current(watch):
                 continue  # ended meanwhile (the feed, a callback)
@@ -429,7 +436,8 @@ class RunPoller:
         if not self._is_current(watch):
             return None  # nobody waits for it any more
         status = item.get("status")
-        changed = status != watch.status or not watch.seen
+        # A first sighting is news, unless a callback told this status already.
+        changed = status != watch.status or (not watch.seen and watch.status is None)
         watch.item = item
         # A terminal status always counts: watch.status may hold what a
         # callback told, and the API showing the same end is no "no change".

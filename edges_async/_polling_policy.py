@@ -47,7 +47,7 @@ class PollingPolicy:
     covered_interval: float | timedelta = 30.0
     change_feed: bool = True
     safety_net: float = 0.1
-    feed_saturation: float | timedelta = 120.0
+    feed_saturation: float | timedelta = 30.0
     wall_clock: Callable[[], datetime] = field(default=utc_now, repr=False, compare=False)
 
     def __post_init__(self) -> None:

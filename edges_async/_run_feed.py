@@ -122,10 +122,12 @@ class RunFeed:
         "_counted_at",
         "_cursor",
         "_margin",
+        "_near",
         "_positions",
         "_rate",
         "_top",
         "_watermark",
+        "crowded",
     )
 
     def __init__(self, *, margin: float) -> None:
@@ -137,6 +139,9 @@ class RunFeed:
         self._arrivals = 0  # rows that ended since the pass began, at _counted_at
         self._counted_at = -math.inf
         self._rate = 0.0  # rows ending per second, lately
+        self._near: dict[str, float] = {}  # rows read, newer than the watermark less the margin
+        self.crowded = False
+        """Whether the last pass was given up: runs end faster than it could page back."""
 
     @property
     def paging(self) -> bool:
@@ -177,8 +182,15 @@ class RunFeed:
             return fresh
         floor = self._watermark - self._margin
         new = [row for row in fresh if row.updated >= floor]
-        if len(new) < len(fresh) or len(rows) < FEED_PAGE:
-            self._end_pass()  # down to the watermark, or the list's end
+        near = self._near
+        if len(new) < len(fresh) or len(rows) < FEED_PAGE or _all_read(rows, near, self._watermark):
+            # Down to the watermark (or a whole page below it read already:
+            # runs ending on the same instant need not be read at every pass),
+            # or the list's end.
+            self.crowded = False
+            self._end_pass()
+        for row in new:
+            near[row.uid] = row.updated
         return new
 
     def _follow(self, rows: list[FeedRow], offset: int, now: float) -> list[FeedRow]:
@@ -219,19 +231,29 @@ class RunFeed:
         return rows
 
     def _give_up(self) -> None:
+        self.crowded = True
         self._end_pass()
 
     def _end_pass(self) -> None:
         self._watermark = max(self._watermark, self._top)
         self._positions = {}
         self._cursor = -1
+        floor = self._watermark - self._margin
+        self._near = {uid: updated for uid, updated in self._near.items() if updated >= floor}
 
     def restart(self) -> None:
         """Forget the position: the next request starts afresh, as the first did."""
         self._watermark = self._top = -math.inf
         self._positions = {}
+        self._near = {}
         self._cursor = -1
         self._rate = 0.0
+        self.crowded = False
 
     def __repr__(self) -> str:
         return f"<RunFeed cursor={self._cursor} watermark={self._watermark}>"
+
+
+def _all_read(rows: list[FeedRow], near: dict[str, float], watermark: float) -> bool:
+    """Whether every row of a full page is no newer than ``watermark`` and read already."""
+    return bool(rows) and rows[0].updated <= watermark and all(row.uid in near for row in rows)
