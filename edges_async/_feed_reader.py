@@ -38,6 +38,7 @@ __all__ = ["FeedReader"]
 
 logger = logging.getLogger("edges_async")
 
+_SWAMPED_NET_SHARE: Final = 0.5  # the safety net's least share while others' runs swamp the feed
 _MAX_NET_SHARE: Final = 0.9  # the most of the requests the safety net takes
 _YIELD_WEIGHT: Final = 0.1  # of each request in the running mean of runs found per request
 _PAUSE: Final = 600.0  # seconds of uid polling after the feed was found wanting
@@ -111,14 +112,12 @@ class FeedReader:
     def _net_share(self) -> float:
         """The safety net's share: ``safety_net``, more while its requests find more."""
         floor = self._policy.safety_net
+        if self._feed.crowded and self._foreign > self._own:
+            floor = max(floor, _SWAMPED_NET_SHARE)  # the feed shows few of ours: ask by uid
         total = self._net_yield + self._feed_yield
         if total <= 0:
             return floor
         return min(max(floor, _MAX_NET_SHARE), max(floor, self._net_yield / total))
-
-    def sweep_share(self, pending: int, now: float) -> float:
-        """The share of poll requests that ask about runs by uid."""
-        return self._net_share() if self.in_use(pending, now) else 1.0
 
     async def read(self, now: float) -> tuple[list[FeedRow], httpx.Response] | None:
         """The next feed page's new rows; ``None`` when the feed was found wanting.

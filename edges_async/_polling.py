@@ -482,9 +482,11 @@ class RunPoller:
 
     def _sweep(self) -> float:
         """Seconds one pass over every pending run takes at the current pace."""
-        pending = len(self._watches)
-        requests = max(1, math.ceil(pending / MAX_BATCH))
-        return requests * self._task.interval / self._feed.sweep_share(pending, _now())
+        # At the whole polling rate even while the feed takes most requests:
+        # the safety net then finds every run overdue and asks about the ones
+        # asked about longest ago first, whatever its share (which changes).
+        requests = max(1, math.ceil(len(self._watches) / MAX_BATCH))
+        return requests * self._task.interval
 
     def _done(self, watch: RunWatch, run: Run) -> None:
         self._forget(watch)

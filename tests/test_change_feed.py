@@ -608,13 +608,6 @@ async def test_runs_nobody_waits_for_swamping_the_feed_fall_back(
     assert "others' runs end faster than it can show" in warning.getMessage()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="under a swamp of others' runs (60 a second on Trial) the feed shows few of ours "
-    "and the safety net, at its floor share until its running yield catches up, finds the "
-    "rest late: p90 ~24 s against ~5 s by uid batches, until feed_saturation (30 s) sets "
-    "the feed aside",
-)
 async def test_runs_nobody_waits_for_do_not_make_ours_later_than_uid_polling(
     simulator: EdgesSimulator,
 ) -> None:
