@@ -16,8 +16,9 @@
   (more of them end than one request a poll can read) sends the poller back
   to uid requests for ``_PAUSE``; then the feed is tried afresh. The first
   fallback is a warning, later ones are logged at INFO.
-- **Afresh.** A feed not read for ``_IDLE`` (the runs pending fell to 100
-  or fewer) starts again with one page: uid polls covered every run meanwhile.
+- **Afresh.** A feed set aside because the runs pending fell to 100 or
+  fewer starts again with one page: uid requests covered every run
+  meanwhile. An outage (backing off) keeps its position.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ _SWAMPED_NET_SHARE: Final = 0.5  # the safety net's least share while others' ru
 _MAX_NET_SHARE: Final = 0.9  # the most of the requests the safety net takes
 _YIELD_WEIGHT: Final = 0.1  # of each request in the running mean of runs found per request
 _PAUSE: Final = 600.0  # seconds of uid polling after the feed was found wanting
-_IDLE: Final = 60.0  # seconds unread after which the feed starts afresh
 _MARGIN: Final = 2.0  # seconds below the watermark read again: ties, clock steps, late commits
 
 
@@ -54,10 +54,10 @@ class FeedReader:
         "_busy",
         "_credit",
         "_crowded_since",
+        "_dormant",
         "_feed",
         "_feed_yield",
         "_foreign",
-        "_last_read",
         "_net_yield",
         "_off_until",
         "_own",
@@ -78,7 +78,7 @@ class FeedReader:
         self._credit = 1.0
         self._feed_yield = self._net_yield = 0.0  # runs found ended per request, lately
         self._off_until = -math.inf  # loop time the feed may be tried again
-        self._last_read = -math.inf
+        self._dormant = False  # set while too few runs are pending for the feed
         self._warned = False  # the first fallback warns, later ones only inform
         self._own = self._foreign = 0  # rows read since the feed was crowded: ours, or not
         self._crowded_since = math.inf
@@ -87,7 +87,10 @@ class FeedReader:
 
     def in_use(self, pending: int, now: float) -> bool:
         """Whether the feed carries the polling now, with ``pending`` runs waited for."""
-        return self._policy.change_feed and pending > self.batch and now >= self._off_until
+        if pending <= self.batch:
+            self._dormant = True  # uid requests cover every run: the position goes stale
+            return False
+        return self._policy.change_feed and now >= self._off_until
 
     @property
     def busy(self) -> bool:
@@ -125,9 +128,9 @@ class FeedReader:
         Raises:
             Exception: A transient failure (connection, 429, 5xx), to back off on.
         """
-        if now - self._last_read > _IDLE:
-            self._feed.restart()  # not read for long: the way back to the watermark may be long
-        self._last_read = now
+        if self._dormant:  # out of use for a while: the way back may be long, and covered
+            self._dormant = False
+            self._feed.restart()
         offset = self._feed.offset(now)
         self._busy = True
         try:

@@ -31,6 +31,7 @@ import pydantic
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
+    BadRequestError,
     InternalServerError,
     RateLimitError,
 )
@@ -47,6 +48,9 @@ _TERMINAL_VALUES: Final = tuple(sorted(status.value for status in TERMINAL_STATU
 _FEED_QUERY: Final = "&".join(
     [*(f"status={name}" for name in _TERMINAL_VALUES), "sort=-updated_at", f"limit={FEED_PAGE}"]
 )
+# Rows ending on one instant in one order on every page (else offsets could
+# skip some); a list that refuses to sort by id is read without it.
+_TIE_BREAK: Final = "&sort=-id"
 
 
 @final
@@ -66,12 +70,13 @@ class ListAnswer:
 class PollRequests:
     """Sends the poller's requests through the client's HTTP layer and parses the answers."""
 
-    __slots__ = ("_core", "_list_polls", "_list_url")
+    __slots__ = ("_core", "_list_polls", "_list_url", "_tie_break")
 
     def __init__(self, core: HTTPCore) -> None:
         self._core = core
         self._list_url = core.url("/runs")
         self._list_polls = 0
+        self._tie_break = _TIE_BREAK
 
     async def list_runs(self, uids: list[str], *, need_full: bool) -> ListAnswer:
         """Ask the runs list about ``uids`` (at most 100, lower-case).
@@ -104,8 +109,17 @@ class PollRequests:
         Raises:
             EdgesError: The request failed, or the answer is not a JSON array.
         """
-        query = _FEED_QUERY if offset == 0 else f"{_FEED_QUERY}&offset={offset}"
-        response = await self._core.get(self._list_url.copy_with(query=query.encode()))
+        paging = "" if offset == 0 else f"&offset={offset}"
+        while True:
+            query = f"{_FEED_QUERY}{self._tie_break}{paging}"
+            try:
+                response = await self._core.get(self._list_url.copy_with(query=query.encode()))
+            except BadRequestError:
+                if not self._tie_break:
+                    raise
+                self._tie_break = ""  # sorted by -updated_at alone, then
+                continue
+            break
         found = decode_json(response)
         if not isinstance(found, list):
             raise invalid_response(response, "expected a JSON array")

@@ -285,6 +285,8 @@ class RunPoller:
                 pacer.interval = self._poll_interval()
                 await pacer.wait()
                 now = _now()
+                if now < self._resume_at:
+                    continue  # a failure while this worker waited its turn: back off
                 if self._feeding(now):
                     first = self._schedule.first_due(now)
                     net = first is not None and (first.confirming or self._feed.net_turn())

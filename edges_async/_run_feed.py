@@ -10,7 +10,10 @@ poller sends the requests and hands the rows on:
   less ``margin`` for ties, clock granularity and late commits). When a page
   reaches it, the pass ends and its first row becomes the new watermark. The
   first pass reads one page: what ended before the feed started is the
-  safety net's.
+  safety net's (when the list was empty then, the next pass reads it to its
+  end). A whole page below the watermark that was all read already ends a
+  pass too, so that runs ending on one instant are not read again at every
+  pass: a row committed late behind such a page is left to the safety net.
 - **Crowds.** When runs end so fast that half a page of them comes between
   two requests, paging back would trail behind: the pass is given up (the
   rows it did not reach are the safety net's, which then finds more per
@@ -46,6 +49,7 @@ __all__ = ["FEED_PAGE", "FeedRow", "FeedUntrusted", "RunFeed", "feed_time"]
 
 FEED_PAGE: Final = 100  # the runs list's largest page
 _CROWDED: Final = FEED_PAGE // 2  # arrivals between two pages past which a pass is given up
+_MAX_STEPS_BACK: Final = 3  # pages past the last row read before a pass is given up
 _OVERLAP: Final = 5  # rows each later page of a pass repeats, to find where the last one ended
 _TERMINAL: Final = frozenset(status.value for status in TERMINAL_STATUSES)
 
@@ -121,10 +125,12 @@ class RunFeed:
         "_arrivals",
         "_counted_at",
         "_cursor",
+        "_looked",
         "_margin",
         "_near",
         "_positions",
         "_rate",
+        "_steps_back",
         "_top",
         "_watermark",
         "crowded",
@@ -140,6 +146,8 @@ class RunFeed:
         self._counted_at = -math.inf
         self._rate = 0.0  # rows ending per second, lately
         self._near: dict[str, float] = {}  # rows read, newer than the watermark less the margin
+        self._looked = False  # whether the first look was made (its list may have been empty)
+        self._steps_back = 0  # pages in a row that found no row read before, past the last
         self.crowded = False
         """Whether the last pass was given up: runs end faster than it could page back."""
 
@@ -171,42 +179,61 @@ class RunFeed:
             FeedUntrusted: The page shows the list does not work as a feed.
         """
         rows = _rows(page)
+        stepping_back = False
         if self._cursor < 0:  # a pass's first page
             self._top = rows[0].updated if rows else self._watermark
             self._arrivals, self._counted_at = 0, now
             fresh = self._read(rows, offset)
         else:
-            fresh = self._follow(rows, offset, now)
-        if self._watermark == -math.inf:
+            fresh, stepping_back = self._follow(rows, offset, now)
+        if not self._looked:
+            self._looked = True
             self._end_pass()  # the first look: one page, the newest
             return fresh
         floor = self._watermark - self._margin
         new = [row for row in fresh if row.updated >= floor]
-        near = self._near
-        if len(new) < len(fresh) or len(rows) < FEED_PAGE or _all_read(rows, near, self._watermark):
+        if stepping_back:
+            pass  # the rows skipped lie above: read them before judging the pass
+        elif (
+            len(new) < len(fresh)
+            or len(rows) < FEED_PAGE
+            or _all_read(rows, self._near, self._watermark)
+        ):
             # Down to the watermark (or a whole page below it read already:
             # runs ending on the same instant need not be read at every pass),
             # or the list's end.
             self.crowded = False
             self._end_pass()
         for row in new:
-            near[row.uid] = row.updated
+            self._near[row.uid] = row.updated
         return new
 
-    def _follow(self, rows: list[FeedRow], offset: int, now: float) -> list[FeedRow]:
-        """A later page of a pass: count the arrivals, read on after the last row read."""
+    def _follow(self, rows: list[FeedRow], offset: int, now: float) -> tuple[list[FeedRow], bool]:
+        """A later page of a pass: count the arrivals, read on after the last row read.
+
+        The rows not read yet, and whether the page lay past the last row read
+        (the pass then steps back a page before it may end).
+        """
         positions = self._positions
         deepest = next(
             (index for index in range(len(rows) - 1, -1, -1) if rows[index].uid in positions),
             -1,
         )
         if deepest >= 0:  # a row read before: the arrivals, exactly
+            self._steps_back = 0
             arrivals = offset + deepest - positions[rows[deepest].uid]
             elapsed = now - self._counted_at
             if elapsed > 0:
                 self._rate = max(0.0, arrivals - self._arrivals) / elapsed
             self._arrivals, self._counted_at = arrivals, now
-            return self._read(rows[deepest + 1 :], offset + deepest + 1)
+            # Rows of the pass above it not read (ties the list orders
+            # differently from one page to the next), then the rows after it.
+            skipped = [
+                row
+                for row in rows[:deepest]
+                if row.uid not in positions and row.updated <= self._top
+            ]
+            return skipped + self._read(rows[deepest + 1 :], offset + deepest + 1), False
         if rows and rows[-1].updated > self._top:
             # Every row ended since the pass began: the rows of the pass lie
             # further down than runs ending this fast let a page reach.
@@ -214,13 +241,17 @@ class RunFeed:
             if elapsed > 0:
                 self._rate = max(self._rate, (offset + len(rows) - self._cursor) / elapsed)
             self._give_up()
-            return rows
+            return rows, False
         # Past the last row read (fewer arrivals than foreseen), or rows left
         # the list: read these, and step back a page for any skipped.
+        self._steps_back += 1
+        if self._steps_back > _MAX_STEPS_BACK or offset == 0:
+            self._give_up()  # the pass's rows are gone from the list: the safety net's
+            return rows, False
         self._arrivals = max(0, offset - self._cursor - FEED_PAGE + _OVERLAP)
         self._rate = 0.0
         self._counted_at = now
-        return rows
+        return rows, True
 
     def _read(self, rows: list[FeedRow], offset: int) -> list[FeedRow]:
         """Record ``rows``, read from ``offset`` on, as the pass's latest."""
@@ -238,6 +269,7 @@ class RunFeed:
         self._watermark = max(self._watermark, self._top)
         self._positions = {}
         self._cursor = -1
+        self._steps_back = 0
         floor = self._watermark - self._margin
         self._near = {uid: updated for uid, updated in self._near.items() if updated >= floor}
 
@@ -246,6 +278,7 @@ class RunFeed:
         self._watermark = self._top = -math.inf
         self._positions = {}
         self._near = {}
+        self._looked = False
         self._cursor = -1
         self._rate = 0.0
         self.crowded = False

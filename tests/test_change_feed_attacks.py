@@ -30,7 +30,6 @@ from .test_change_feed import (
     delays,
     ending,
     feed_requests,
-    offset_of,
     reported,
     sdk,
     seed,
@@ -94,12 +93,6 @@ def outage_wire(simulator: EdgesSimulator, start: float, stop: float) -> FeedWir
 # -- RunFeed's arithmetic, row by row ----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an empty first look sets no watermark (RunFeed.take: _top = _watermark = -inf, "
-    "_end_pass keeps -inf), so the next non-empty page is taken for the first look again: "
-    "it reads one page, as if the rows below it had ended before the feed started",
-)
 def test_rows_ending_after_an_empty_first_look_are_all_read() -> None:
     """The list was empty at the first look: every row that shows up later is read."""
     feed, runs = RunFeed(margin=2.0), SortedList()
@@ -120,14 +113,6 @@ def test_rows_ending_before_a_non_empty_first_look_are_left_below_it() -> None:
     assert not {f"old-{index}" for index in range(150)} & seen  # ended 2.5 s and more before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a page read past the last row read (fewer arrivals than foreseen from the rate "
-    "measured between the pass's first pages) that reaches the watermark ends the pass "
-    "(RunFeed.take: len(new) < len(fresh)) before _follow's step back a page is ever read: "
-    "the rows between the last row read and that page are skipped, and the next pass stops "
-    "above them",
-)
 def test_a_page_past_the_last_row_read_does_not_skip_rows_at_the_watermark() -> None:
     """Arrivals stop mid-pass after a brisk start: no row between two pages is skipped."""
     feed, runs = RunFeed(margin=2.0), SortedList()
@@ -144,12 +129,6 @@ def test_a_page_past_the_last_row_read_does_not_skip_rows_at_the_watermark() -> 
     assert set(backlog) <= seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an empty page past the list's end (arrivals foreseen that never came) ends the "
-    "pass as 'the list's end' (RunFeed.take: len(rows) < FEED_PAGE) before _follow's step "
-    "back is read: the rows between the last row read and the end are skipped",
-)
 def test_a_page_past_the_end_of_the_list_does_not_skip_its_last_rows() -> None:
     """A short list (no row below the watermark) read while arrivals stop: its tail is read."""
     feed, runs = RunFeed(margin=2.0), SortedList()
@@ -184,13 +163,6 @@ def test_a_late_commit_below_a_page_of_ties_is_read_within_the_margin() -> None:
     assert "late-commit" in read_on(feed, runs, 20.0, 4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RunFeed.take binds near = self._near, then _end_pass replaces self._near with a "
-    "new dict, and the page's rows are written into the old one: the rows of the page that "
-    "ends a pass are never remembered, so _all_read misses them (a wasted page per pass; "
-    "_near is empty most of the time in a steady stream)",
-)
 def test_the_rows_of_the_page_that_ends_a_pass_are_remembered() -> None:
     """150 rows of one instant, read; 5 of them leave: the next pass still ends at once."""
     feed, runs = RunFeed(margin=2.0), SortedList()
@@ -262,13 +234,6 @@ def test_the_feed_remembers_only_rows_near_the_watermark() -> None:
 # -- the feed against the simulator --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the feed's first look found the list empty, so RunFeed set no watermark; the "
-    "first page after a feed outage is taken for the first look (RunFeed.take) and the rows "
-    "below it, all ended after the feed started, are left to the safety net: with 1,000 "
-    "other runs pending they are found ~2 minutes late",
-)
 async def test_a_backlog_after_an_empty_first_look_is_read_by_the_feed(
     simulator: EdgesSimulator,
 ) -> None:
@@ -286,13 +251,6 @@ async def test_a_backlog_after_an_empty_first_look_is_read_by_the_feed(
     assert max(delays(got, dict(zip(ours, at, strict=True)))) < 40.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a pass's third page is asked for past its last row read (the arrivals foreseen "
-    "from the rate between its first two pages never came); it reaches the list's end, which "
-    "ends the pass (RunFeed.take) before _follow steps back: the rows skipped are left to "
-    "the safety net, ~9 minutes late with 1,000 other runs pending",
-)
 async def test_arrivals_stopping_mid_pass_skip_no_run(simulator: EdgesSimulator) -> None:
     """250 runs end during a feed outage, 40 more after it, then none: all read in time."""
     wire = outage_wire(simulator, 4.0, 9.0)
@@ -306,13 +264,15 @@ async def test_arrivals_stopping_mid_pass_skip_no_run(simulator: EdgesSimulator)
             group.start_soon(client.wait_for_runs, others)
             got = await reported(client, ours)
             group.cancel_scope.cancel()
-    offsets = [offset_of(request) for request in feed_requests(simulator)[:4]]
-    assert offsets[1:] == [0, 95, 212]  # the pass whose last page lands past its last row
     assert max(delays(got, dict(zip(ours, at, strict=True)))) < 60.0
 
 
 def _ties_by_id_on_later_pages(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Ties by -id on the first page, by id on the others: an order that depends on the offset."""
+    """Ties by -id on the first page, by id on the others: an order that depends on the offset.
+
+    The client's own tie-breaker (``sort=-id``) is dropped: a list may ignore it.
+    """
+    params = [param for param in params if param != ("sort", "-id")]
     if any(name == "offset" for name, _ in params):
         return [*params, ("sort", "id")]
     return params
@@ -324,14 +284,13 @@ def _ties_by_id_on_later_pages(params: list[tuple[str, str]]) -> list[tuple[str,
         False,
         pytest.param(
             True,
+            id="ties-ordered-by-offset",
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="the feed sorts on updated_at alone (_poll_requests._FEED_QUERY), so "
-                "rows of one instant may come in another order on each page (PostgreSQL "
-                "orders ties as the plan for that LIMIT/OFFSET falls); RunFeed._follow takes "
-                "every row above the deepest row already read for an arrival or a row read, "
-                "which the rows this pass never saw are not: 150 of 250 runs ending together "
-                "are left to the safety net, at every pass",
+                reason="the feed asks for sort=-updated_at&sort=-id so that ties come in one "
+                "order on every page; a list that ignores the tie-breaker and orders ties "
+                "differently at each offset (here: -id on the first page, id on the others) "
+                "leaves rows to the safety net",
             ),
         ),
     ],
@@ -354,13 +313,6 @@ async def test_runs_ending_on_one_instant_across_pages_are_read(
 
 
 @pytest.mark.parametrize("change_feed", [True, False], ids=["feed", "uid-only"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="RunPoller._next_batch checks _resume_at before pacer.wait() and not after: the "
-    "max_in_flight - 1 workers parked in the pacer when a request fails send theirs at the "
-    "pace, through the backoff the WARNING just announced ('polling again in 4.0 s', and "
-    "the next request goes 2.6 s later)",
-)
 async def test_no_poll_request_goes_out_during_a_backoff(
     simulator: EdgesSimulator, change_feed: bool
 ) -> None:
@@ -414,14 +366,6 @@ async def test_a_run_whose_wait_was_cancelled_is_not_reported_by_the_feed(
     assert rows_read > 0  # the feed read the solo runs' rows after their wait was gone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FeedReader.read restarts the feed (one page, the watermark at its top) when it "
-    "was not read for _IDLE (60 s), a rule meant for 'pending fell to 100 or fewer, uid "
-    "polls covered every run': a backoff past 60 s after an outage trips it too, though no "
-    "request covered anything, and the runs that ended during the outage beyond one page "
-    "are left to the safety net",
-)
 async def test_a_long_outage_does_not_cost_the_feed_its_watermark(
     simulator: EdgesSimulator,
 ) -> None:
