@@ -7,13 +7,11 @@ Every pending run has one :class:`RunWatch`, queued in one of two heaps:
   polled run is next due after its share of a sweep over every pending run,
   ``sweep * sqrt(1 + age / 60 s)``: runs waited on for long are polled gently
   less often, as a long-running run is less likely to end in the next second
-  than a young one. A run is due again no sooner than ``age / 1200`` after its
-  last poll (every 0.05 s at one minute old, every 0.5 s at ten): it binds
-  only when few runs share a large budget, which then goes unspent rather
-  than asking a long-running run about itself eight times a second. Runs are
-  keyed by the later of their urgency and the time they are due: while runs
-  share the budget tightly, it is spent on the most urgent; when it is ample,
-  the poller waits for the first one due.
+  than a young one. Every request carries the 100 most urgent runs, so with
+  100 or fewer pending each request asks about all of them, at the polling
+  pace. A run whose callbacks reach the client is due again only after
+  ``covered_interval``; runs are keyed by the later of their urgency and the
+  time they are due, and the poller waits for the first one due.
 - **postponed**, by the loop time they may be polled again: a run whose
   ``postponed_until`` lies ahead (at most ``_MAX_POSTPONE``), or one the API
   did not know yet.
@@ -43,7 +41,6 @@ MAX_BATCH: Final = 100  # the runs list endpoint's largest page
 NEW: Final = -1e9  # the urgency of a run never polled: ahead of every polled one
 CONFIRM: Final = -2e9  # a run a final callback ended, to fetch in full: ahead of everything
 _AGE_SCALE = 60.0  # seconds over which a run's polling share starts to shrink
-_GAP_PER_AGE = 1 / 1200  # a run is polled again no sooner than this share of its age
 _MAX_POSTPONE = 300.0  # the longest a postponed run goes unpolled
 _DATETIME: Final = pydantic.TypeAdapter(datetime)
 
@@ -138,9 +135,7 @@ class PollSchedule:
             return
         age = now - watch.since
         urgency = now + sweep * math.sqrt(1.0 + age / _AGE_SCALE)
-        gap = age * _GAP_PER_AGE
-        if watch.covered:
-            gap = max(gap, to_seconds(self._policy.covered_interval))
+        gap = to_seconds(self._policy.covered_interval) if watch.covered else 0.0
         self.enqueue(watch, urgency, now + gap)
 
     def _postponed_for(self, watch: RunWatch) -> float:
