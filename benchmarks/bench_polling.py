@@ -41,6 +41,12 @@ Each (plan, workload, N) group has the same runs for every client and bound:
   newest first reaches a lower p50 than this bound, at the price of a much
   longer tail (p99, max).
 
+The bounds' delays are medians over ``PHASES`` phases of their request
+clock against the endings. A cell of fewer than 100 runs measures
+``SMALL_GROUPS`` workspaces at once, each with its runs and its own client,
+and pools their delays (its CPU and requests are per client): the p50 of
+one client's 10 delays is luck more than a measure.
+
 Each cell runs in a fresh spawned worker (its peak RSS is its own) on a
 fake-clock loop (``_fake_time.py``), with ``PYTHONHASHSEED=0``: delays do
 not depend on the machine and repeat exactly. The edges_async cells whose CPU
