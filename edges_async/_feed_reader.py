@@ -93,6 +93,11 @@ class FeedReader:
         return self._policy.change_feed and now >= self._off_until
 
     @property
+    def paging(self) -> bool:
+        """Whether a pass pages back through more than a page of endings (not a crowd)."""
+        return self._feed.paging and not self._feed.crowded
+
+    @property
     def busy(self) -> bool:
         """Whether a feed request is under way (the next page follows from its answer)."""
         return self._busy

@@ -94,6 +94,7 @@ class PollLeader:
         self._wake: asyncio.Event | None = None
         self._events = RunEvents()
         self._poller = make_poller(self._events)
+        self._poller.every_change = True  # for followers in every process
         self._events.subscribe(RunChanged, tell)
         self._events.subscribe(RunEnded, tell)
         self._events.subscribe(RunFailed, tell)

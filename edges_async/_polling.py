@@ -108,6 +108,7 @@ class RunPoller:
         "_schedule",
         "_task",
         "_watches",
+        "every_change",
     )
 
     def __init__(
@@ -130,6 +131,8 @@ class RunPoller:
         self._feed = FeedReader(self._requests, policy)
         self._ended: dict[str, None] = {}  # runs lately ended here: the feed's rows of ours
         self._resumes: dict[str, float] = {}  # loop times runs were lately resumed
+        self.every_change = False
+        """Whether each status change is told, followed or not (a leader tells other processes)."""
         self._batching = True  # whether the runs list takes a uid filter
         self._failures = 0  # transient failures in a row
         self._resume_at = -math.inf  # loop time polling may resume at after them
@@ -289,7 +292,11 @@ class RunPoller:
                     continue  # a failure while this worker waited its turn: back off
                 if self._feeding(now):
                     first = self._schedule.first_due(now)
-                    net = first is not None and (first.confirming or self._feed.net_turn())
+                    # While the feed pages back (more than a page ended), every
+                    # request is its own but for callbacks' confirmations.
+                    net = first is not None and (
+                        first.confirming or (not self._feed.paging and self._feed.net_turn())
+                    )
                     if not net:
                         if not self._feed.busy:
                             return None
@@ -439,11 +446,18 @@ class RunPoller:
             return None  # nobody waits for it any more
         status = item.get("status")
         # A first sighting is news, unless a callback told this status already.
-        changed = status != watch.status or (not watch.seen and watch.status is None)
+        first = not watch.seen
+        changed = status != watch.status or (first and watch.status is None)
         watch.item = item
         # A terminal status always counts: watch.status may hold what a
         # callback told, and the API showing the same end is no "no change".
-        if not (changed or watch.confirming or status in TERMINAL_STATUSES):
+        ending = watch.confirming or status in TERMINAL_STATUSES
+        if not (changed or ending):
+            return None
+        if not (first or ending or watch.followed or self.every_change):
+            # A later change nobody follows: no run object to build (the first
+            # sighting is parsed all the same: a malformed run fails at once).
+            watch.status = status
             return None
         try:
             run = parse_run(watch.uid, item, response)

@@ -171,7 +171,8 @@ def test_the_rows_of_the_page_that_ends_a_pass_are_remembered() -> None:
     ties = [f"tie-{index}" for index in range(150)]
     for uid in ties:
         runs.end(uid, 10.0)
-    assert [read(feed, runs, 11.0 + 2.6 * step)[0] for step in range(3)] == [0, 95, 0]
+    # No arrivals known yet: the second page is asked for right after the first.
+    assert [read(feed, runs, 11.0 + 2.6 * step)[0] for step in range(3)] == [0, 100, 0]
     for uid in ties[-5:]:  # the newest five (the list shows ties by -id)
         runs.leave(uid)
     offsets = [read(feed, runs, 20.0 + 2.6 * step)[0] for step in range(2)]
@@ -194,8 +195,9 @@ def test_a_refound_row_measures_the_arrivals_exactly() -> None:
         handed += [row.uid for row in rows if row.uid.startswith("backlog-")]
         for index in range(arrivals):
             runs.end(f"arrival-{step}-{index}", now + 0.5 + index / 100)
-    # Arrivals measured on the overlap; the next page foresees a little fewer than the rate.
-    assert offsets == [0, 95, 191, 286, 381]
+    # The second page right after the first (no arrivals known yet), where the 7
+    # arrivals are measured; then a few rows early, foreseeing a little fewer.
+    assert offsets == [0, 100, 196, 291, 391]
     assert handed == [f"backlog-{index}" for index in range(399, -1, -1)]
 
 
