@@ -314,6 +314,14 @@ async def test_runs_ending_on_one_instant_across_pages_are_read(
     assert max(delays(got, dict.fromkeys(ours, 10.0))) < 20.0
 
 
+async def list_outage(simulator: EdgesSimulator, after: float, lasting: float) -> None:
+    """The runs list answers 503 from ``after`` seconds on, for ``lasting`` seconds."""
+    await anyio.sleep(after)
+    simulator.faults.add(Fault(path="^/v1/runs$", status=503, times=None))
+    await anyio.sleep(lasting)
+    simulator.faults.clear()
+
+
 @pytest.mark.parametrize("change_feed", [True, False], ids=["feed", "uid-only"])
 async def test_no_poll_request_goes_out_during_a_backoff(
     simulator: EdgesSimulator, change_feed: bool
@@ -323,14 +331,8 @@ async def test_no_poll_request_goes_out_during_a_backoff(
     async with sdk(simulator, polling=polling, max_retries=0) as (client, workspace):
         uids = seed(simulator, workspace, (ending("SUCCEEDED", 200.0) for _ in range(150)))
 
-        async def outage() -> None:
-            await anyio.sleep(20.0)
-            simulator.faults.add(Fault(path="^/v1/runs$", status=503, times=None))
-            await anyio.sleep(60.0)
-            simulator.faults.clear()
-
         async with anyio.create_task_group() as group:
-            group.start_soon(outage)
+            group.start_soon(list_outage, simulator, 20.0, 60.0)
             await client.wait_for_runs(uids)
     failed = [request.time for request in simulator.requests if request.status_code == 503]
     assert len(failed) >= 4
@@ -386,14 +388,8 @@ async def test_a_long_outage_does_not_cost_the_feed_its_watermark(
         ours = seed(simulator, workspace, (ending("SUCCEEDED", t) for t in at))
         others = seed(simulator, workspace, (ending("FAILED", 900.0) for _ in range(1000)))
 
-        async def outage() -> None:
-            await anyio.sleep(25.0)
-            simulator.faults.add(Fault(path="^/v1/runs$", status=503, times=None))
-            await anyio.sleep(70.0)
-            simulator.faults.clear()
-
         async with anyio.create_task_group() as group:
-            group.start_soon(outage)
+            group.start_soon(list_outage, simulator, 25.0, 70.0)
             group.start_soon(client.wait_for_runs, others)
             got = await reported(client, ours)
             group.cancel_scope.cancel()
