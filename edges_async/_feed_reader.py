@@ -9,13 +9,15 @@
   find more ended runs per request than the feed does (the feed left rows
   unread while runs ended faster than it could page back, and the pending
   runs are full of ended ones), they get a larger share, in proportion, up
-  to ``_MAX_NET_SHARE``.
+  to ``_MAX_NET_SHARE``; at least ``_SWAMPED_NET_SHARE`` while others' runs
+  crowd the feed; none while a pass pages back through a burst (callbacks'
+  confirmations aside). The first request is the safety net's.
 - **Falling back.** A page that shows the list is not a feed (the filter or
-  the sort ignored), an error other than a transient one, or a pass kept
-  going for ``feed_saturation`` mostly by runs this client does not wait for
-  (more of them end than one request a poll can read) sends the poller back
-  to uid requests for ``_PAUSE``; then the feed is tried afresh. The first
-  fallback is a warning, later ones are logged at INFO.
+  the sort ignored), an error other than a transient one, or a feed crowded
+  for ``feed_saturation`` mostly by runs this client does not wait for (more
+  of them end than it can show) sends the poller back to uid requests for
+  ``_PAUSE``; then the feed is tried afresh. The first fallback is a
+  warning, later ones are logged at INFO.
 - **Afresh.** A feed set aside because the runs pending fell to 100 or
   fewer starts again with one page: uid requests covered every run
   meanwhile. An outage (backing off) keeps its position.
