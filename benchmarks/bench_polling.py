@@ -94,14 +94,15 @@ import sys
 import textwrap
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import anyio
 import httpx
 from _fake_time import run_in_fake_time
-from pydantic_core import from_json
+from _metered_transport import TERMINAL, MeteredTransport
+from _polling_bounds import BATCH, feed_delays, ideal_delays
 
 import edges_async as ea
 from edges_async.testing import EdgesSimulator, RunProfile, SimulatedRun
@@ -117,14 +118,12 @@ LIMITER_HEADROOM = 0.95  # WorkspaceRateLimiter's default
 POLL_RESERVE = 0.2  # the share of the budget watch_runs leaves to other calls
 SMALL_GROUPS = 10  # workspaces, each with its client, pooled in a cell of under 100 runs
 PHASES = 8  # phases of a bound's request clock, its delays the medians over them
-BATCH = 100  # the most runs one GET /v1/runs answers (limit <= 100)
 NAIVE_INTERVAL = 10.0
 EDGES_CAP_MINUTES = 60.0  # a safety net: a correct client is done in ~35 fake minutes
 P50_RATIO_TARGET = 1.3  # p50 <= this x the feed bound's
 UNIFORM_P50_TARGET, UNIFORM_P99_TARGET = 3.0, 10.0  # uniform, Trial, N = 10,000
 BURST_TARGET = 60.0  # every burst run noticed within this many seconds
 LARGE_N, SMALL_N, RSS_TARGET_MB, CPU_RATIO_TARGET = 10_000, 100, 150.0, 3.0
-TERMINAL = frozenset(status.value for status in ea.TERMINAL_STATUSES)
 CLIENTS = ("edges_async", "naive", "bound")
 WORKLOADS = ("longtail", "uniform", "foreign", "burst")
 MECHANISMS = ("feed", "net", "other")
@@ -190,133 +189,7 @@ async def poll_naively(
 POLLERS: dict[str, Poller] = {"edges_async": watch_with_edges_async, "naive": poll_naively}
 
 
-def ideal_delays(
-    finished: Sequence[float], per_minute: float, phase: float = 0.0
-) -> tuple[list[float], int]:
-    """The ideal round-robin poller's detection delays, and how many requests it sends.
-
-    Check ``k`` happens at ``k * 60 / per_minute`` s (k = 0, 1...) and looks at
-    the ``BATCH`` pending runs checked longest ago; a run that has ended by
-    then is noticed, the others go to the back of the queue.
-    """
-    interval = 60.0 / per_minute
-    pending = collections.deque(finished)
-    delays: list[float] = []
-    checks = 0
-    while pending:
-        now = (checks + phase) * interval
-        for _ in range(min(BATCH, len(pending))):
-            ended = pending.popleft()
-            if ended <= now:
-                delays.append(now - ended)
-            else:
-                pending.append(ended)
-        checks += 1
-    return delays, checks
-
-
-def feed_delays(
-    waited: Sequence[float], others: Sequence[float], per_minute: float, phase: float = 0.0
-) -> tuple[list[float], int, int]:
-    """The ideal change feed's delays for ``waited``, its requests, and its backlog's peak.
-
-    Request ``k`` happens at ``k * 60 / per_minute`` s and reports up to
-    ``BATCH`` of the runs (waited for or ``others``) that ended by then and
-    were not reported yet, oldest first. The backlog is how many such runs
-    there were at a request: above ``BATCH``, runs end faster than the feed
-    can report them, and some wait more than one interval.
-    """
-    interval = 60.0 / per_minute
-    ends = sorted([(moment, True) for moment in waited] + [(moment, False) for moment in others])
-    backlog: collections.deque[tuple[float, bool]] = collections.deque()
-    delays: list[float] = []
-    position = requests = peak = 0
-    while len(delays) < len(waited):
-        now = (requests + phase) * interval
-        while position < len(ends) and ends[position][0] <= now:
-            backlog.append(ends[position])
-            position += 1
-        peak = max(peak, len(backlog))
-        for _ in range(min(BATCH, len(backlog))):
-            ended, mine = backlog.popleft()
-            if mine:
-                delays.append(now - ended)
-        requests += 1
-    return delays, requests, peak
-
-
 # -- measuring one cell -----------------------------------------------------------
-
-
-def mechanism(request: httpx.Request) -> str | None:
-    """Which of the poller's mechanisms sent ``request``: ``feed``, ``net`` or None."""
-    path = request.url.path
-    if path.endswith("/runs"):
-        params = request.url.params
-        if "uid" in params:
-            return "net"
-        return "feed" if "-updated_at" in params.get_list("sort") else None
-    if "/runs/" in path and path.rsplit("/", 1)[-1] not in ("outputs", "resume", "cancel"):
-        return "net"  # GET /v1/runs/{uid} or /v1/runs/{uid}/status
-    return None
-
-
-class MeteredTransport(httpx.AsyncBaseTransport):
-    """Counts requests and 429s, tells which mechanism showed each run ended, and times both.
-
-    ``httpx.ASGITransport`` runs the simulator's app inline, in the awaiting
-    task, and nothing in the app's GET routes suspends: the process CPU time
-    between entering and leaving ``handle_async_request`` is the server's work
-    plus this bookkeeping (reading the answers' runs), none of which a real
-    client would pay: ``outside_cpu`` sums it. ``overlaps`` counts calls
-    entered while another was inside: were it ever non-zero, that reasoning
-    would fail, and the cell with it.
-    """
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, waited: Iterable[str]) -> None:
-        self._inner = inner
-        self._inside = 0
-        self._waited = frozenset(waited)
-        self.requests = self.refused = self.overlaps = 0
-        self.outside_cpu = 0.0
-        self.ended_by: dict[str, str] = {}
-        """For each waited run shown ended, the mechanism of the last answer that showed it."""
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Forward ``request`` to the simulator, timing it and reading its answer."""
-        self.overlaps += self._inside > 0
-        self._inside += 1
-        started = time.process_time()
-        try:
-            response = await self._inner.handle_async_request(request)
-            kind = mechanism(request) if response.status_code == 200 else None
-            if kind is not None:
-                body = await response.aread()
-                self._note_ended(kind, from_json(body))
-                # A fresh, unread response: the client reads the body as it would have.
-                response = httpx.Response(
-                    response.status_code,
-                    headers=response.headers,
-                    stream=httpx.ByteStream(body),
-                    extensions=response.extensions,
-                )
-        finally:
-            self.outside_cpu += time.process_time() - started
-            self._inside -= 1
-        self.requests += 1
-        self.refused += response.status_code == 429
-        return response
-
-    def _note_ended(self, kind: str, body: Any) -> None:
-        for item in body if isinstance(body, list) else [body]:
-            if isinstance(item, dict) and item.get("status") in TERMINAL:
-                uid = str(item.get("uid", "")).lower()
-                if uid in self._waited:
-                    self.ended_by[uid] = kind
-
-    async def aclose(self) -> None:
-        """Close the simulator's transport."""
-        await self._inner.aclose()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
