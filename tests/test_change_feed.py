@@ -54,6 +54,24 @@ def seed(
     return [simulator.add_run(workspace, script=script).uid for script in scripts]
 
 
+def seed_ending(
+    simulator: EdgesSimulator,
+    workspace: Workspace,
+    status: str,
+    at: Iterable[float],
+    *,
+    since: float = 0.0,
+) -> dict[str, float]:
+    """Seed a run ending in ``status`` at each of ``at`` seconds; when each ends, by uid.
+
+    The times are given from now, and returned from ``since``.
+    """
+    return {
+        simulator.add_run(workspace, script=ending(status, moment)).uid: since + moment
+        for moment in at
+    }
+
+
 def is_feed(url: httpx.URL | RecordedRequest) -> bool:
     """Whether a request reads the change feed: the list sorted by -updated_at, no uid."""
     if isinstance(url, RecordedRequest):
@@ -277,12 +295,9 @@ async def test_foreign_runs_do_not_delay_ours(simulator: EdgesSimulator) -> None
     async def median_delay(sim: EdgesSimulator, foreign: bool) -> float:
         async with sdk(sim) as (client, workspace):
             start = anyio.current_time()
-            ours = {
-                uid: start + 10.0 + i / 2
-                for i, uid in enumerate(
-                    seed(sim, workspace, (ending("SUCCEEDED", 10.0 + i / 2) for i in range(300)))
-                )
-            }
+            ours = seed_ending(
+                sim, workspace, "SUCCEEDED", [10.0 + i / 2 for i in range(300)], since=start
+            )
             if foreign:
                 seed(sim, workspace, (ending("FAILED", 10.25 + i / 2) for i in range(300)))
             return statistics.median(delays(await reported(client, list(ours)), ours))
@@ -535,12 +550,7 @@ async def test_transient_feed_failures_back_off_without_falling_back(
 
     feed = FeedWire(simulator, answer=failing)
     async with sdk(simulator, transport=feed, max_retries=1) as (client, workspace):
-        ends = {
-            uid: 60.0 + i / 4
-            for i, uid in enumerate(
-                seed(simulator, workspace, (ending("SUCCEEDED", 60.0 + i / 4) for i in range(300)))
-            )
-        }
+        ends = seed_ending(simulator, workspace, "SUCCEEDED", [60.0 + i / 4 for i in range(300)])
         got = await reported(client, list(ends))
     assert failures == []
     assert len(got) == 300
@@ -562,12 +572,7 @@ async def test_a_list_refusing_the_uid_filter_still_serves_the_feed(
             return await super().handle_async_request(request)
 
     async with sdk(simulator, transport=NoUidFilter(simulator)) as (client, workspace):
-        ends = {
-            uid: 20.0 + i / 2
-            for i, uid in enumerate(
-                seed(simulator, workspace, (ending("STOPPED", 20.0 + i / 2) for i in range(300)))
-            )
-        }
+        ends = seed_ending(simulator, workspace, "STOPPED", [20.0 + i / 2 for i in range(300)])
         got = await reported(client, list(ends))
     assert {run.status for run, _ in got} == {ea.RunStatus.STOPPED}
     # While more than 100 are pending (the first 200 to end), the feed finds them.
@@ -768,12 +773,7 @@ async def test_a_missing_run_does_not_hold_back_the_others_during_its_grace(
 ) -> None:
     """Runs that end while an unknown uid is in its 404 grace are reported in time."""
     async with sdk(simulator) as (client, workspace):
-        ends = {
-            uid: 5.0 + i / 10
-            for i, uid in enumerate(
-                seed(simulator, workspace, (ending("SUCCEEDED", 5.0 + i / 10) for i in range(150)))
-            )
-        }
+        ends = seed_ending(simulator, workspace, "SUCCEEDED", [5.0 + i / 10 for i in range(150)])
         got: list[tuple[ea.Run, float]] = []
 
         async def watch() -> None:
@@ -883,12 +883,7 @@ async def test_extreme_safety_nets_still_end_every_wait(
     """safety_net at either end of its range: every run reported once, promptly."""
     polling = ea.PollingPolicy(safety_net=share)
     async with sdk(simulator, polling=polling) as (client, workspace):
-        ends = {
-            uid: 10.0 + i / 2
-            for i, uid in enumerate(
-                seed(simulator, workspace, (ending("SUCCEEDED", 10.0 + i / 2) for i in range(300)))
-            )
-        }
+        ends = seed_ending(simulator, workspace, "SUCCEEDED", [10.0 + i / 2 for i in range(300)])
         got = await reported(client, list(ends))
     assert len(got) == len({run.uid for run, _ in got}) == 300
     assert max(delays(got, ends)) < 30.0
