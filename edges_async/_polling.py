@@ -78,7 +78,7 @@ __all__ = ["RunPoller"]
 
 logger = logging.getLogger("edges_async")
 
-_ENDED_REMEMBERED = 20_000  # runs ended here whose feed rows count as ours
+_REMEMBERED = 20_000  # runs lately ended (their feed rows count as ours) or resumed, each
 _NOT_FOUND_RETRY = 1.0  # the least seconds between asking again about a run not found yet
 
 
@@ -230,7 +230,7 @@ class RunPoller:
     def _resumed(self, event: RunResumed) -> None:
         """A resumed run is not over, whatever a feed page read before says."""
         now = _now()
-        remember(self._resumes, event.run_uid, now, limit=_ENDED_REMEMBERED)
+        remember(self._resumes, event.run_uid, now, limit=_REMEMBERED)
         if (watch := self._watches.get(event.run_uid)) is not None:
             watch.resumed_at = now
 
@@ -506,7 +506,7 @@ class RunPoller:
 
     def _done(self, watch: RunWatch, run: Run) -> None:
         self._forget(watch)
-        remember(self._ended, watch.uid, None, limit=_ENDED_REMEMBERED)
+        remember(self._ended, watch.uid, None, limit=_REMEMBERED)
         self._events.publish(RunEnded(watch.uid, run))
 
     def _fail(self, watch: RunWatch, error: Exception) -> None:
